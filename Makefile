@@ -1,0 +1,14 @@
+# The two commands a fresh machine needs. Everything else is installed or started by the scripts they call.
+.PHONY: run test lint bench
+
+run:  ## Create the virtualenv, install, migrate and serve on http://$${HOST:-127.0.0.1}:$${PORT:-8000}
+	@scripts/run.sh
+
+test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium) and run the whole suite
+	@scripts/test.sh
+
+lint:
+	@scripts/bootstrap.sh >/dev/null && .venv/bin/ruff check .
+
+bench:  ## Print the latency, capacity and quality tables quoted in the README
+	@scripts/bootstrap.sh >/dev/null && for b in bench/*.py; do .venv/bin/python $$b; done

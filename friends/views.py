@@ -1,0 +1,98 @@
+"""Server-rendered friend pages. Actions are plain form POSTs that call the same services as the API."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from friends import services
+
+FRIEND_ACTIONS = {
+    "request": (
+        services.send_request,
+        {
+            "pending": "Friend request sent to {name}.",
+            "accepted": "You and {name} are now friends.",
+            "friends": "You and {name} are already friends.",
+        },
+    ),
+    "accept": (services.accept_request, {"accepted": "You and {name} are now friends."}),
+    "reject": (services.reject_request, {"rejected": "Request from {name} declined."}),
+    "cancel": (services.cancel_request, {"cancelled": "Request to {name} cancelled."}),
+    "remove": (services.remove_friend, {"removed": "{name} is no longer your friend."}),
+}
+
+
+@login_required
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    from streams.services import live_user_ids
+
+    friends = list(services.friends_of(request.user))
+    live = live_user_ids([friend.pk for friend in friends])
+    return render(request, "friends/home.html", {"friends": friends, "live_ids": live})
+
+
+@login_required
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")[:150]
+    results = services.search_users(request.user, query) if query.strip() else []
+    return render(request, "friends/search.html", {"query": query, "results": results})
+
+
+@login_required
+@require_GET
+def friend_requests(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "friends/requests.html",
+        {"received": services.received_requests(request.user), "sent": services.sent_requests(request.user)},
+    )
+
+
+@login_required
+@require_POST
+def friend_action(request: HttpRequest, action: str) -> HttpResponse:
+    username = request.POST.get("username", "").strip()
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = "friend_requests"
+    if action not in FRIEND_ACTIONS or not username:
+        messages.error(request, "That friend action is not possible.")
+        return redirect(next_url)
+    operation, confirmations = FRIEND_ACTIONS[action]
+    try:
+        outcome = operation(request.user, username)
+    except services.FriendshipError as error:
+        messages.error(request, str(error))
+        return redirect(next_url)
+    status = outcome[0] if isinstance(outcome, tuple) else outcome
+    messages.success(request, confirmations[status].format(name=username))
+    return redirect(next_url)
+
+
+@login_required
+@require_GET
+def profile(request: HttpRequest, username: str) -> HttpResponse:
+    """A person's page. Their stream and recordings are shown only to them and their friends."""
+    from django.http import Http404
+
+    from streams.services import profile_context
+
+    try:
+        owner = services.find_user(username)
+    except services.UserNotFound as error:
+        raise Http404(str(error)) from error
+    allowed = services.can_access(request.user, owner)
+    context = {
+        "owner": owner,
+        "is_owner": owner.pk == request.user.pk,
+        "friendship": "self" if owner.pk == request.user.pk else services.friendship_state(request.user, owner),
+        "allowed": allowed,
+    }
+    if allowed:
+        context.update(profile_context(request.user, owner))
+    return render(request, "friends/profile.html", context)

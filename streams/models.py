@@ -1,0 +1,36 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class ActiveStream(models.Model):
+    """A user who is live right now. At most one per user; deleted when the stream ends."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="active_stream")
+    session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    denoise_enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class StreamRecording(models.Model):
+    """A finished stream's audio, kept on disk under RECORDINGS_DIR and served only through an authorized view."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recordings")
+    session_id = models.UUIDField(null=True, blank=True, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, max_length=5000)
+    # Relative to RECORDINGS_DIR, so the directory can move without rewriting rows.
+    audio_path = models.CharField(max_length=500)
+    duration = models.FloatField(help_text="Seconds of audio actually written.")
+    denoise_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.title}"
