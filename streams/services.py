@@ -1,19 +1,229 @@
-"""Stream lifecycle and recordings."""
+"""The stream lifecycle and recordings: the only code that starts or ends a stream.
 
+Every way a stream can end (the Stop button, `sendBeacon` on page unload, the broadcaster's presence socket
+staying closed past the grace period, the WebRTC connection dropping, server start after a crash) calls
+`end_stream`, which removes the ActiveStream, finalizes the recording and tells friends.
+"""
+
+import logging
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
 
-from streams.models import ActiveStream, StreamRecording
+from friends.services import friend_ids
+from streams import events, media
+from streams.models import ActiveStream, PresenceConnection, StreamRecording
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+
+class StreamError(Exception):
+    """A lifecycle operation that cannot be done; the message is shown to the person who asked."""
+
+
+class AlreadyLive(StreamError):
+    def __init__(self, stream: ActiveStream) -> None:
+        super().__init__("You are already live. Stop the current stream first.")
+        self.stream = stream
+
+
+class NotLive(StreamError):
+    def __init__(self) -> None:
+        super().__init__("No active stream")
+
+
+@dataclass(frozen=True)
+class EndedStream:
+    owner_id: int
+    session_id: uuid.UUID
+    recording: StreamRecording | None
 
 
 def live_user_ids(user_ids: Iterable[int]) -> set[int]:
     return set(ActiveStream.objects.filter(owner_id__in=list(user_ids)).values_list("owner_id", flat=True))
 
 
+def live_friend_usernames(user: AbstractBaseUser) -> list[str]:
+    return sorted(ActiveStream.objects.filter(owner_id__in=friend_ids(user)).values_list("owner__username", flat=True))
+
+
+def active_stream_of(user: AbstractBaseUser) -> ActiveStream | None:
+    return ActiveStream.objects.filter(owner=user).first()
+
+
+def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
+    """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive."""
+    try:
+        with transaction.atomic():
+            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise)
+    except IntegrityError:
+        existing = active_stream_of(user)
+        if existing is None:  # ended between our insert and this read; a retry is the honest answer
+            raise StreamError("Your previous stream was just ending. Try again.") from None
+        raise AlreadyLive(existing) from None
+    logger.info("stream started: user=%s session=%s denoise=%s", user.username, stream.session_id, denoise)
+    events.tell_friends(
+        friend_ids(user), {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": True}
+    )
+    return stream
+
+
+def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | str | None = None) -> EndedStream:
+    """End `user`'s stream, whatever the reason. With `session_id`, only that session (a stale trigger from an
+    older stream must not end a newer one). Raises NotLive when there is nothing to end."""
+    with transaction.atomic():
+        streams = ActiveStream.objects.select_for_update().filter(owner=user)
+        if session_id is not None:
+            streams = streams.filter(session_id=session_id)
+        stream = streams.first()
+        if stream is None:
+            raise NotLive()
+        stream.delete()
+    logger.info("stream ended: user=%s session=%s reason=%s", user.username, stream.session_id, reason)
+
+    finished = media.finish(stream.session_id, owner_id=user.pk)
+    recording = None
+    if finished is not None and finished.duration > 0:
+        recording = _register_recording(user, stream.session_id, finished, stream.denoise_enabled)
+
+    owner_friends = friend_ids(user)
+    events.tell_friends(
+        owner_friends, {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": False}
+    )
+    events.tell_stream_watchers(user.pk, {"type": events.STREAM_ENDED})
+    if recording is not None:
+        events.tell_friends(
+            owner_friends | {user.pk},
+            {"type": events.RECORDING_SAVED, "username": user.username, "recording": recording_as_json(recording)},
+        )
+    return EndedStream(owner_id=user.pk, session_id=stream.session_id, recording=recording)
+
+
+def end_stream_session(session_id: uuid.UUID | str, *, reason: str) -> EndedStream | None:
+    """End a stream known only by its session id (media callbacks). Quietly nothing if it already ended."""
+    stream = ActiveStream.objects.select_related("owner").filter(session_id=session_id).first()
+    if stream is None:
+        return None
+    try:
+        return end_stream(stream.owner, reason=reason, session_id=session_id)
+    except NotLive:
+        return None
+
+
+def _register_recording(
+    user: AbstractBaseUser, session_id: uuid.UUID, finished: "media.FinishedRecording", denoise: bool
+) -> StreamRecording:
+    started = timezone.localtime(finished.started_at or timezone.now())
+    recording, _ = StreamRecording.objects.get_or_create(
+        session_id=session_id,
+        defaults={
+            "owner": user,
+            "title": f"Live on {started:%Y-%m-%d %H:%M}",
+            "audio_path": finished.relative_path,
+            "duration": finished.duration,
+            "denoise_enabled": denoise,
+        },
+    )
+    return recording
+
+
+def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
+    return {
+        "id": recording.pk,
+        "title": recording.title,
+        "description": recording.description,
+        "duration": round(recording.duration, 3),
+        "created_at": recording.created_at.isoformat(),
+        "denoise_enabled": recording.denoise_enabled,
+        "url": reverse("recording_audio", args=[recording.pk]),
+    }
+
+
+def recordings_of(owner: AbstractBaseUser) -> list[StreamRecording]:
+    return list(StreamRecording.objects.filter(owner=owner))
+
+
+def stream_status(owner: AbstractBaseUser) -> dict[str, Any]:
+    stream = active_stream_of(owner)
+    return {
+        "username": owner.username,
+        "is_streaming": stream is not None,
+        "session_id": str(stream.session_id) if stream else None,
+        "started_at": stream.started_at.isoformat() if stream else None,
+        "denoise": stream.denoise_enabled if stream else None,
+        "listeners": stream.listener_count if stream else 0,
+    }
+
+
+def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
+    """Record a stream's listener count (from the media engine) and tell whoever watches the stream."""
+    stream = ActiveStream.objects.filter(session_id=session_id).first()
+    if stream is None:
+        return
+    previous = stream.listener_count
+    ActiveStream.objects.filter(pk=stream.pk).update(listener_count=count)
+    if count != previous:
+        kind = "listener_joined" if count > previous else "listener_left"
+        events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
+
+
+# --- presence sockets and the reconnect grace period --------------------------------------------------------
+
+
+def presence_connected(user: AbstractBaseUser, channel_name: str) -> None:
+    PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
+
+
+def presence_disconnected(user: AbstractBaseUser, channel_name: str) -> uuid.UUID | None:
+    """Forget one presence socket. Returns the session to end later if the user is live with none left open."""
+    PresenceConnection.objects.filter(channel_name=channel_name).delete()
+    stream = active_stream_of(user)
+    if stream is None or PresenceConnection.objects.filter(user=user).exists():
+        return None
+    return stream.session_id
+
+
+def end_if_abandoned(user_id: int, session_id: uuid.UUID) -> EndedStream | None:
+    """After the grace period: end the stream unless the broadcaster came back (a reload reconnects)."""
+    if PresenceConnection.objects.filter(user_id=user_id).exists():
+        return None
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return None
+    try:
+        return end_stream(user, reason="presence socket closed", session_id=session_id)
+    except NotLive:
+        return None
+
+
+def recover_after_restart() -> list[EndedStream]:
+    """On server start: streams left live by a crashed or killed run are ended like any other, their partial
+    recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
+    PresenceConnection.objects.all().delete()
+    ended = []
+    for stream in ActiveStream.objects.select_related("owner"):
+        try:
+            ended.append(end_stream(stream.owner, reason="server restarted", session_id=stream.session_id))
+        except NotLive:
+            continue
+    for orphan in media.orphaned_recordings():
+        owner = User.objects.filter(pk=orphan.owner_id).first()
+        if owner is None or StreamRecording.objects.filter(session_id=orphan.session_id).exists():
+            continue
+        finished = media.repair(orphan)
+        if finished is not None and finished.duration > 0:
+            _register_recording(owner, orphan.session_id, finished, denoise=True)
+    return ended
+
+
 def profile_context(viewer: AbstractBaseUser, owner: AbstractBaseUser) -> dict:
     """What a person's page shows to someone allowed to see it (see friends.services.can_access)."""
-    return {
-        "active_stream": ActiveStream.objects.filter(owner=owner).first(),
-        "recordings": StreamRecording.objects.filter(owner=owner),
-    }
+    return {"active_stream": active_stream_of(owner), "recordings": recordings_of(owner)}

@@ -1,2 +1,20 @@
-urlpatterns: list = []
-api_urlpatterns: list = []
+from django.urls import path
+
+from streams import api, recordings_views
+
+urlpatterns = [
+    path("recordings/<int:recording_id>/audio/", recordings_views.recording_audio, name="recording_audio"),
+]
+
+api_urlpatterns = [
+    path("stream/start/", api.StartStreamView.as_view(), name="api_stream_start"),
+    path("stream/stop/", api.StopStreamView.as_view(), name="api_stream_stop"),
+    path("stream/offer/", api.PublishOfferView.as_view(), name="api_stream_offer"),
+    path("stream/listener/<str:username>/offer/", api.ListenerOfferView.as_view(), name="api_listener_offer"),
+    path("stream/status/<str:username>/", api.StreamStatusView.as_view(), name="api_stream_status"),
+    path("recordings/", api.MyRecordingsView.as_view(), name="api_my_recordings"),
+    # Before the username route: a recording id is all digits, and usernames must contain a letter.
+    path("recordings/<int:recording_id>/", recordings_views.RecordingDetailView.as_view(), name="api_recording_detail"),
+    path("recordings/<str:username>/", api.UserRecordingsView.as_view(), name="api_user_recordings"),
+    path("ice-servers/", api.IceServersView.as_view(), name="api_ice_servers"),
+]

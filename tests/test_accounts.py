@@ -99,3 +99,9 @@ class TestTokenApi:
         response = api_client().get("/api/friends/", HTTP_AUTHORIZATION="Token not-a-real-token")
         assert response.status_code == 401
         assert "error" in response.json()
+
+
+def test_register_rejects_an_all_digit_username(client):
+    response = client.post("/register/", {"username": "12345", "password1": PASSWORD, "password2": PASSWORD})
+    assert response.status_code == 400
+    assert b"at least one letter" in response.content

@@ -1,0 +1,59 @@
+"""Quietcast's media engine: receives a publisher's microphone over WebRTC, denoises it with DeepFilterNet3,
+records it, and sends it to every listener. It does not import Django.
+
+The whole interface used by the web application:
+
+    engine = MediaEngine(EngineConfig(...), events)     # events implements EngineEvents
+    await engine.start()                                # optional: start denoise workers now
+    answer_sdp = await engine.publish(session_id, offer_sdp, denoise=True, recording_path=Path(".../x.wav"))
+        # raises PublisherExists (a live publisher already publishes it), InvalidOffer,
+        # DenoiserUnavailable (model cannot load)
+    answer_sdp = await engine.listen(session_id, offer_sdp)     # raises StreamNotFound, InvalidOffer
+    result = await engine.end(session_id)               # RecordingResult(path, duration_s), or None if unknown
+    engine.listener_count(session_id) -> int
+    engine.is_publishing(session_id) -> bool        # the engine holds the session (until end())
+    engine.has_live_publisher(session_id) -> bool   # ... and its publisher has not been reported gone
+    engine.session_ids() -> list[str]               # every session the engine holds
+    results = await engine.shutdown()                   # ends every session; call on server shutdown
+
+All methods must be called on the event loop the engine runs on (one engine per process). EngineEvents
+callbacks are called on that loop, synchronously: keep them cheap and schedule any real work yourself.
+`publisher_gone(session_id)` says the publisher's connection failed/closed or its audio stopped for
+`media_timeout_s`; the session is NOT ended automatically: call `end(session_id)` to close the listeners and
+get the recording.
+
+Re-publishing (a reloaded or reconnecting broadcaster page): `publish()` for a session whose publisher has been
+reported gone answers the new offer and replaces the publisher connection; the session goes on with the same
+recording (appended, no silence for the gap), denoiser, Opus stream and listeners, who simply hear the new
+audio. `denoise` and `recording_path` of the first publish stay in force (the new call's are ignored).
+`publisher_gone` may then fire again for the new connection. While the publisher is live (not reported gone),
+or while another re-publish of the session is being answered, `publish()` raises PublisherExists.
+
+Recordings: 48 kHz mono 16-bit WAV written while streaming to `<name>.partial.wav` next to the requested
+`<name>.wav`, renamed on end(). On start-up, repair the orphans of a killed process with
+`complete_orphan_recording(partial_path)` (or `repair_partial_wav(path) -> duration_s` to fix sizes only).
+
+Pipeline per published session (each piece has one job):
+    aiortc receiver (+ jitter.LossTolerantJitterBuffer) -> framing.MonoHopFramer (48 kHz mono float32 hops)
+    -> denoise_pool.DenoiseStream (DeepFilterNet in worker processes) or a passthrough stage
+    -> recorder.WavRecorder  and  framing.OpusPacketEncoder (one encode per stream)
+    -> fanout.EncodedPacketFanout -> one fanout.ListenerTrack per listener (bounded, drops oldest).
+"""
+
+from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
+from audio_engine.denoise_pool import DenoiserUnavailable
+from audio_engine.engine import MediaEngine
+from audio_engine.recorder import RecordingResult, complete_orphan_recording, repair_partial_wav
+
+__all__ = [
+    "DenoiserUnavailable",
+    "EngineConfig",
+    "EngineEvents",
+    "InvalidOffer",
+    "MediaEngine",
+    "PublisherExists",
+    "RecordingResult",
+    "StreamNotFound",
+    "complete_orphan_recording",
+    "repair_partial_wav",
+]

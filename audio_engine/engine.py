@@ -1,0 +1,329 @@
+"""MediaEngine: WebRTC in from a publisher, denoise, record, and fan out to listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
+from audio_engine.denoise import PassthroughDenoiser
+from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool
+from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
+from audio_engine.framing import MonoHopFramer, OpusPacketEncoder
+from audio_engine.jitter import install_receive_jitter_buffer
+from audio_engine.recorder import RecordingResult, WavRecorder
+
+logger = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 1.0
+_GONE_CONNECTION_STATES = ("failed", "closed")
+
+
+class _PassthroughStage:
+    """In-loop stage for streams published without denoising (same shape as DenoiseStream)."""
+
+    def __init__(self, on_output) -> None:
+        self._denoiser = PassthroughDenoiser()
+        self._on_output = on_output
+
+    def submit(self, samples: np.ndarray) -> None:
+        self._on_output(self._denoiser.process(samples))
+
+    async def close(self) -> None:
+        self._denoiser.close()
+
+
+class _PublisherLink:
+    """One publisher connection of a session. A reloaded broadcaster page replaces it with a new link; the
+    session (recorder, denoiser, encoder, listeners) stays. Events of a replaced link are ignored."""
+
+    def __init__(self, broadcast: _Broadcast, configuration: RTCConfiguration) -> None:
+        self.broadcast = broadcast
+        self.pc = RTCPeerConnection(configuration)
+        # Each connection has its own RTP timeline: a fresh framer so that it is not mistaken for a gap.
+        self.framer = MonoHopFramer()
+        self.inbound_task: asyncio.Task | None = None
+        self.connected_at: float | None = None
+        self.last_audio_at: float | None = None
+        self.gone = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def is_current(self) -> bool:
+        return self.broadcast.publisher is self
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.inbound_task is None:
+            self.inbound_task = asyncio.create_task(self._pump_inbound(track))
+
+    async def _pump_inbound(self, track: MediaStreamTrack) -> None:
+        broadcast = self.broadcast
+        push = self.framer.push
+        try:
+            while True:
+                frame = await track.recv()
+                if not self.is_current:
+                    continue  # answered but not (or no longer) the session's publisher
+                now = time.monotonic()
+                if self.last_audio_at is None:
+                    broadcast.resume_audio(now)
+                self.last_audio_at = now
+                samples = push(frame)
+                if len(samples):
+                    broadcast.stage.submit(samples)
+        except MediaStreamError:
+            self.report_gone("publisher track ended")
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self.connected_at is None:
+            self.connected_at = time.monotonic()
+        elif state in _GONE_CONNECTION_STATES:
+            self.report_gone(f"publisher connection {state}")
+
+    def report_gone(self, reason: str) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        broadcast = self.broadcast
+        if self.is_current and not broadcast.ending:
+            logger.info("session %s: %s", broadcast.session_id, reason)
+            broadcast.engine.events.publisher_gone(broadcast.session_id)
+
+    def check_media_timeout(self, now: float) -> None:
+        if self.connected_at is None:
+            return
+        last = self.last_audio_at or self.connected_at
+        if now - last > self.broadcast.engine.config.media_timeout_s:
+            self.report_gone("no audio from the publisher")
+
+    async def close(self) -> None:
+        self.gone = True
+        if self.inbound_task is not None:
+            self.inbound_task.cancel()
+        await self.pc.close()
+
+
+class _Broadcast:
+    """One published session: publisher link -> framer -> denoiser -> recorder + encoder -> fan-out."""
+
+    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path) -> None:
+        self.engine = engine
+        self.session_id = session_id
+        self.publisher = _PublisherLink(self, engine._rtc_configuration())
+        self.recorder = WavRecorder(recording_path)
+        self.encoder = OpusPacketEncoder(engine.config.opus_bitrate)
+        self.fanout = EncodedPacketFanout(engine.config.listener_queue_packets)
+        self.stage: DenoiseStream | _PassthroughStage | None = None
+        self.listeners: dict[RTCPeerConnection, ListenerTrack] = {}
+        self.replacing = False
+        self.ending = False
+        self._audio_paused_at: float | None = None
+
+    def on_processed(self, samples: np.ndarray) -> None:
+        self.recorder.write(samples)
+        for packet in self.encoder.encode(samples):
+            self.fanout.publish(packet)
+
+    def replace_publisher(self, link: _PublisherLink) -> _PublisherLink:
+        """Make `link` the publisher; returns the replaced one (to be closed)."""
+        old, self.publisher = self.publisher, link
+        old.gone = True
+        self._audio_paused_at = old.last_audio_at
+        return old
+
+    def resume_audio(self, now: float) -> None:
+        """The first audio of a replacing publisher: move the listeners' RTP timeline on by the time without
+        audio, so that their jitter buffers see a pause, not packets arriving seconds late. The recording just
+        continues (no silence is written for the gap)."""
+        if self._audio_paused_at is not None:
+            self.encoder.skip(now - self._audio_paused_at)
+            self._audio_paused_at = None
+
+    async def close(self) -> RecordingResult:
+        self.ending = True
+        await self.publisher.close()
+        if self.stage is not None:
+            await self.stage.close()
+        self.fanout.close()
+        listeners = list(self.listeners)
+        self.listeners.clear()
+        await asyncio.gather(*(pc.close() for pc in listeners), return_exceptions=True)
+        if listeners:
+            self.engine.events.listener_count_changed(self.session_id, 0)
+        return await asyncio.to_thread(self.recorder.finalize)
+
+
+class MediaEngine:
+    """See audio_engine/__init__.py for the contract."""
+
+    def __init__(self, config: EngineConfig, events: EngineEvents) -> None:
+        self.config = config
+        self.events = events
+        self._broadcasts: dict[str, _Broadcast] = {}
+        self._pool: DenoiseWorkerPool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._watchdog: asyncio.Task | None = None
+
+    def _rtc_configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.config.ice_servers])
+
+    async def start(self) -> None:
+        """Start the denoise workers now (otherwise the first denoised publish does). Raises
+        DenoiserUnavailable if the model cannot be loaded."""
+        await self._denoise_pool()
+        self._start_watchdog()
+
+    async def _denoise_pool(self) -> DenoiseWorkerPool:
+        async with self._pool_lock:
+            if self._pool is None:
+                pool = DenoiseWorkerPool(self.config.denoise_workers, self.config.denoise_settings)
+                await pool.start()
+                self._pool = pool
+        return self._pool
+
+    def _start_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch_media())
+
+    async def _watch_media(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            now = time.monotonic()
+            for broadcast in list(self._broadcasts.values()):
+                broadcast.publisher.check_media_timeout(now)
+
+    async def publish(self, session_id: str, offer_sdp: str, *, denoise: bool, recording_path: Path) -> str:
+        if session_id in self._broadcasts:
+            return await self._replace_publisher(self._broadcasts[session_id], offer_sdp)
+        pool = await self._denoise_pool() if denoise else None
+        if session_id in self._broadcasts:  # published while the pool was starting
+            return await self._replace_publisher(self._broadcasts[session_id], offer_sdp)
+        self._start_watchdog()
+        broadcast = _Broadcast(self, session_id, Path(recording_path))
+        self._broadcasts[session_id] = broadcast
+        if pool is not None:
+            broadcast.stage = pool.open_stream(broadcast.on_processed)
+        else:
+            broadcast.stage = _PassthroughStage(broadcast.on_processed)
+        try:
+            return await self._answer_publisher(broadcast.publisher, offer_sdp)
+        except InvalidOffer:
+            self._broadcasts.pop(session_id, None)
+            await broadcast.close()
+            broadcast.recorder.partial_path.unlink(missing_ok=True)
+            broadcast.recorder.path.unlink(missing_ok=True)
+            raise
+
+    async def _replace_publisher(self, broadcast: _Broadcast, offer_sdp: str) -> str:
+        """A new connection for a session whose publisher is gone (e.g. a reloaded broadcaster page)."""
+        if broadcast.ending or broadcast.replacing or not broadcast.publisher.gone:
+            raise PublisherExists(broadcast.session_id)
+        link = _PublisherLink(broadcast, self._rtc_configuration())
+        broadcast.replacing = True  # two tabs re-publishing at once: only the first one wins
+        try:
+            answer = await self._answer_publisher(link, offer_sdp)
+        except InvalidOffer:
+            await link.close()
+            raise
+        finally:
+            broadcast.replacing = False
+        if broadcast.ending:
+            await link.close()
+            raise InvalidOffer("the session ended while its offer was being answered")
+        await broadcast.replace_publisher(link).close()
+        logger.info("session %s: publisher replaced", broadcast.session_id)
+        return answer
+
+    async def _answer_publisher(self, link: _PublisherLink, offer_sdp: str) -> str:
+        pc = link.pc
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            if not audio:
+                raise InvalidOffer("the offer has no audio")
+            if self.config.receive_prefetch is not None:
+                for transceiver in audio:
+                    install_receive_jitter_buffer(transceiver.receiver, self.config.receive_prefetch)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except InvalidOffer:
+            raise
+        except Exception as exc:
+            raise InvalidOffer(str(exc)) from exc
+        return pc.localDescription.sdp
+
+    async def listen(self, session_id: str, offer_sdp: str) -> str:
+        broadcast = self._broadcasts.get(session_id)
+        if broadcast is None:
+            raise StreamNotFound(session_id)
+        pc = RTCPeerConnection(self._rtc_configuration())
+        track = broadcast.fanout.add_listener()
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            if not audio:
+                raise InvalidOffer("the offer has no audio")
+            # The packets are Opus: only Opus may be negotiated.
+            opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+            audio[0].setCodecPreferences(opus)
+            pc.addTrack(track)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            track.stop()
+            await pc.close()
+            if isinstance(exc, InvalidOffer):
+                raise
+            raise InvalidOffer(str(exc)) from exc
+        if broadcast.ending or self._broadcasts.get(session_id) is not broadcast:
+            track.stop()
+            await pc.close()
+            raise StreamNotFound(session_id)
+
+        @pc.on("connectionstatechange")
+        async def on_listener_state() -> None:
+            if pc.connectionState in _GONE_CONNECTION_STATES and pc in broadcast.listeners:
+                broadcast.listeners.pop(pc).stop()
+                self.events.listener_count_changed(session_id, len(broadcast.listeners))
+                await pc.close()
+
+        broadcast.listeners[pc] = track
+        self.events.listener_count_changed(session_id, len(broadcast.listeners))
+        return pc.localDescription.sdp
+
+    async def end(self, session_id: str) -> RecordingResult | None:
+        broadcast = self._broadcasts.pop(session_id, None)
+        if broadcast is None:
+            return None
+        return await broadcast.close()
+
+    def listener_count(self, session_id: str) -> int:
+        broadcast = self._broadcasts.get(session_id)
+        return len(broadcast.listeners) if broadcast else 0
+
+    def is_publishing(self, session_id: str) -> bool:
+        return session_id in self._broadcasts
+
+    def has_live_publisher(self, session_id: str) -> bool:
+        broadcast = self._broadcasts.get(session_id)
+        return broadcast is not None and not broadcast.publisher.gone
+
+    def session_ids(self) -> list[str]:
+        return list(self._broadcasts)
+
+    async def shutdown(self) -> list[RecordingResult]:
+        results = [result for session_id in list(self._broadcasts)
+                   if (result := await self.end(session_id)) is not None]
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        return results

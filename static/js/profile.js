@@ -1,0 +1,29 @@
+// A person's page, for them or a friend: the Live card and the Recordings card.
+
+import { Broadcaster } from "./broadcast.js";
+import { Listener } from "./listen.js";
+import { watchPresence } from "./presence.js";
+import { RecordingList } from "./recordings.js";
+
+const streamCard = document.querySelector("[data-stream-panel]");
+const recordingsCard = document.querySelector("[data-recordings]");
+const owner = streamCard.dataset.username;
+const recordings = new RecordingList(recordingsCard);
+
+let listener = null;
+if (streamCard.dataset.role === "owner") {
+  new Broadcaster(streamCard, { onStopped: () => recordings.refresh().catch(() => {}) });
+} else {
+  listener = new Listener(streamCard);
+}
+
+// Also keeps the broadcaster's presence open: a live stream with no open page is ended by the server.
+watchPresence({
+  initiallyLive: streamCard.dataset.live === "true" ? [owner] : [],
+  onLiveChange(username, isLive) {
+    if (username === owner) listener?.setLive(isLive);
+  },
+  onRecordingSaved(username, recording) {
+    if (username === owner) recordings.add(recording);
+  },
+});

@@ -1,0 +1,92 @@
+// The "Live" card shared by the broadcaster's and the listener's page: live state in words, the mm:ss timer,
+// the listener count, and the `/ws/stream/<username>/` socket that reports listeners and the end of the stream.
+
+import { announce } from "./announce.js";
+import { formatDuration } from "./format.js";
+import { ReconnectingSocket } from "./socket.js";
+
+export class StreamPanel {
+  constructor(panel, { onEnded = () => {}, onStatus = () => {} } = {}) {
+    this.panel = panel;
+    this.username = panel.dataset.username;
+    this.stateText = panel.querySelector("[data-stream-state]");
+    this.timer = panel.querySelector("[data-stream-timer]");
+    this.listeners = panel.querySelector("[data-listener-count]");
+    this.error = panel.querySelector("[data-stream-error]");
+    this.isLive = panel.dataset.live === "true";
+    this.timerInterval = null;
+    this.startedAtMark = null;
+    if (this.isLive) this.startTimer(initialElapsedSeconds(panel));
+    this.socket = new ReconnectingSocket(`/ws/stream/${encodeURIComponent(this.username)}/`, {
+      onMessage: (message) => {
+        if (message.type === "stream_status") {
+          this.setListeners(message.listeners);
+          onStatus(message);
+        } else if (message.type === "listener_joined" || message.type === "listener_left") {
+          this.setListeners(message.count);
+        } else if (message.type === "stream_ended") {
+          onEnded();
+        }
+      },
+    });
+  }
+
+  say(text, { loud = false } = {}) {
+    this.stateText.textContent = text;
+    if (loud) announce(text);
+  }
+
+  showError(text) {
+    this.error.textContent = text;
+    this.error.hidden = !text;
+  }
+
+  setLive(isLive, elapsedSeconds = 0) {
+    this.isLive = isLive;
+    this.panel.dataset.live = String(isLive);
+    this.panel.classList.toggle("is-live", isLive);
+    if (isLive) this.startTimer(elapsedSeconds);
+    else this.stopTimer();
+    if (!isLive) this.setListeners(0);
+  }
+
+  setListeners(count) {
+    if (!this.listeners) return;
+    this.listeners.textContent = count === 1 ? "1 listener" : `${count} listeners`;
+  }
+
+  startTimer(elapsedSeconds) {
+    this.stopTimer();
+    // performance.now() is monotonic: changing the computer's clock mid-stream does not move the timer.
+    this.startedAtMark = performance.now() - elapsedSeconds * 1000;
+    const tick = () => { this.timer.textContent = formatDuration(this.elapsedSeconds()); };
+    tick();
+    this.timerInterval = setInterval(tick, 250);
+  }
+
+  stopTimer() {
+    clearInterval(this.timerInterval);
+    this.timerInterval = null;
+    this.startedAtMark = null;
+    this.timer.textContent = formatDuration(0);
+  }
+
+  elapsedSeconds() {
+    return this.startedAtMark === null ? 0 : (performance.now() - this.startedAtMark) / 1000;
+  }
+}
+
+// Seconds the stream had been live when the server rendered the page, plus the time the page took to load.
+// Both instants come from the server's clock, so a wrong clock on this device does not skew the timer.
+function initialElapsedSeconds(panel) {
+  const startedAt = Date.parse(panel.dataset.startedAt);
+  const renderedAt = Date.parse(panel.dataset.renderedAt);
+  if (Number.isNaN(startedAt) || Number.isNaN(renderedAt)) return 0;
+  const sinceNavigation = performance.now() / 1000;
+  return Math.max(0, (renderedAt - startedAt) / 1000 + sinceNavigation);
+}
+
+// Seconds since `startedAt` (ISO) by this device's clock, for streams that start while the page is open.
+export function secondsSince(startedAt) {
+  return Math.max(0, (Date.now() - Date.parse(startedAt)) / 1000);
+}

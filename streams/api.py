@@ -1,0 +1,182 @@
+"""Stream lifecycle and recordings JSON API: parse, authorize with `can_access`, call a service, answer."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from friends import services as friends
+from quietcast.api_errors import ApiError
+from streams import media, services
+
+
+def owner_visible_to(viewer, username: str):
+    """The user called `username`, if `viewer` may see their streams and recordings (404 unknown, 403 not)."""
+    try:
+        owner = friends.find_user(username)
+    except friends.UserNotFound as error:
+        raise ApiError(status.HTTP_404_NOT_FOUND, str(error)) from error
+    if not friends.can_access(viewer, owner):
+        raise ApiError(status.HTTP_403_FORBIDDEN, f"Only {owner.username} and their friends can see this.")
+    return owner
+
+
+class StartSerializer(serializers.Serializer):
+    denoise = serializers.BooleanField(default=True)
+
+
+class StopSerializer(serializers.Serializer):
+    # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
+    duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
+
+
+STATUS_FIELDS = {
+    "username": serializers.CharField(),
+    "is_streaming": serializers.BooleanField(),
+    "session_id": serializers.UUIDField(allow_null=True),
+    "started_at": serializers.DateTimeField(allow_null=True),
+    "denoise": serializers.BooleanField(allow_null=True),
+    "listeners": serializers.IntegerField(),
+}
+RECORDING_FIELDS = {
+    "id": serializers.IntegerField(),
+    "title": serializers.CharField(),
+    "description": serializers.CharField(),
+    "duration": serializers.FloatField(),
+    "created_at": serializers.DateTimeField(),
+    "denoise_enabled": serializers.BooleanField(),
+    "url": serializers.CharField(),
+}
+RECORDING_LIST = inline_serializer(
+    "RecordingList", {"recordings": inline_serializer("Recording", RECORDING_FIELDS, many=True)}
+)
+
+
+class StartStreamView(APIView):
+    @extend_schema(
+        request=StartSerializer,
+        responses={
+            201: inline_serializer(
+                "StreamStarted",
+                {
+                    "session_id": serializers.UUIDField(),
+                    "status": serializers.CharField(),
+                    "denoise": serializers.BooleanField(),
+                },
+            )
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = StartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            stream = services.start_stream(request.user, denoise=body.validated_data["denoise"])
+        except services.AlreadyLive as error:
+            raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
+        except services.StreamError as error:
+            raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
+        return Response(
+            {"session_id": str(stream.session_id), "status": "started", "denoise": stream.denoise_enabled},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class StopStreamView(APIView):
+    """Also takes a form-encoded POST with `csrfmiddlewaretoken`, as `navigator.sendBeacon` sends on page unload."""
+
+    @extend_schema(
+        request=StopSerializer,
+        responses=inline_serializer(
+            "StreamStopped",
+            {"status": serializers.CharField(), "recording_id": serializers.IntegerField(allow_null=True)},
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        StopSerializer(data=request.data).is_valid(raise_exception=True)
+        try:
+            ended = services.end_stream(request.user, reason="stopped by the broadcaster")
+        except services.NotLive as error:
+            raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
+        return Response({"status": "stopped", "recording_id": ended.recording.pk if ended.recording else None})
+
+
+class StreamStatusView(APIView):
+    @extend_schema(responses=inline_serializer("StreamStatus", STATUS_FIELDS))
+    def get(self, request: Request, username: str) -> Response:
+        return Response(services.stream_status(owner_visible_to(request.user, username)))
+
+
+class MyRecordingsView(APIView):
+    @extend_schema(responses=RECORDING_LIST)
+    def get(self, request: Request) -> Response:
+        return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(request.user)]})
+
+
+class UserRecordingsView(APIView):
+    @extend_schema(responses=RECORDING_LIST)
+    def get(self, request: Request, username: str) -> Response:
+        owner = owner_visible_to(request.user, username)
+        return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(owner)]})
+
+
+class IceServersView(APIView):
+    """The STUN/TURN servers browsers and headless clients should use (the server's peers use the same)."""
+
+    @extend_schema(responses=inline_serializer("IceServers", {"ice_servers": serializers.ListField()}))
+    def get(self, request: Request) -> Response:
+        return Response({"ice_servers": settings.ICE_SERVERS})
+
+
+class OfferSerializer(serializers.Serializer):
+    sdp = serializers.CharField(max_length=100_000, trim_whitespace=False)
+    type = serializers.ChoiceField(choices=["offer"])
+
+
+ANSWER = inline_serializer(
+    "SdpAnswer",
+    {"sdp": serializers.CharField(), "type": serializers.CharField(), "session_id": serializers.UUIDField()},
+)
+
+
+def _parse_offer(request: Request) -> str:
+    body = OfferSerializer(data=request.data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data["sdp"]
+
+
+def _negotiate(negotiation, *args, **kwargs) -> str:
+    try:
+        return negotiation(*args, **kwargs)
+    except media.MediaError as error:
+        raise ApiError(error.status, str(error)) from error
+
+
+class PublishOfferView(APIView):
+    """The broadcaster's WebRTC offer, after `stream/start/`. A reloaded page offers again for the same session."""
+
+    @extend_schema(request=OfferSerializer, responses=ANSWER)
+    def post(self, request: Request) -> Response:
+        offer_sdp = _parse_offer(request)
+        stream = services.active_stream_of(request.user)
+        if stream is None:
+            raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream before sending audio.")
+        answer = _negotiate(
+            media.publish, request.user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled
+        )
+        return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})
+
+
+class ListenerOfferView(APIView):
+    """A listener's WebRTC offer for someone's live stream (the owner or a friend)."""
+
+    @extend_schema(request=OfferSerializer, responses=ANSWER)
+    def post(self, request: Request, username: str) -> Response:
+        owner = owner_visible_to(request.user, username)
+        offer_sdp = _parse_offer(request)
+        stream = services.active_stream_of(owner)
+        if stream is None:
+            raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.")
+        answer = _negotiate(media.listen, stream.session_id, offer_sdp)
+        return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})

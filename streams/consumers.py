@@ -1,0 +1,138 @@
+"""WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from friends import services as friends
+from streams import events, services
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNAUTHENTICATED = 4401
+
+# Grace-period tasks must be referenced until they finish, or the loop may drop them.
+_grace_tasks: set[asyncio.Task] = set()
+
+
+class JsonConsumer(AsyncJsonWebsocketConsumer):
+    """Answers malformed input with an error message instead of closing the socket."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self.send_error("Send JSON text messages, not binary.")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("That message is not valid JSON.")
+            return
+        if not isinstance(content, dict):
+            await self.send_error('Messages are JSON objects such as {"action": "get_status"}.')
+            return
+        await self.receive_json(content)
+
+    async def send_error(self, message: str) -> None:
+        await self.send_json({"type": "error", "error": message})
+
+    def log_received(self, content: dict) -> None:
+        logger.debug("%s received from %s: %s", type(self).__name__, self.scope["user"], content)
+
+
+class PresenceConsumer(JsonConsumer):
+    """`/ws/presence/`: which friends are live, pushed as it changes. Only friends hear about a user."""
+
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.group = events.presence_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await database_sync_to_async(services.presence_connected)(user, self.channel_name)
+        await self.accept()
+        await self.send_all_statuses()
+
+    async def disconnect(self, code: int) -> None:
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            return
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        session_to_end = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
+        if session_to_end is not None:
+            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, session_to_end))
+            _grace_tasks.add(task)
+            task.add_done_callback(_grace_tasks.discard)
+
+    async def receive_json(self, content: dict, **kwargs: Any) -> None:
+        self.log_received(content)
+        if content.get("action") == "get_status":
+            await self.send_all_statuses()
+        else:
+            await self.send_error('Unknown action. The only action is {"action": "get_status"}.')
+
+    async def send_all_statuses(self) -> None:
+        live = await database_sync_to_async(services.live_friend_usernames)(self.scope["user"])
+        await self.send_json({"type": "all_statuses", "streaming_users": live})
+
+    async def presence_status_changed(self, event: dict) -> None:
+        logger.debug("presence event for %s: %s", self.scope["user"], event)
+        await self.send_json(
+            {"type": "streaming_status_update", "username": event["username"], "is_streaming": event["is_streaming"]}
+        )
+
+    async def presence_recording_saved(self, event: dict) -> None:
+        logger.debug("presence event for %s: %s", self.scope["user"], event)
+        await self.send_json(
+            {"type": "recording_saved", "username": event["username"], "recording": event["recording"]}
+        )
+
+
+async def _end_after_grace(user_id: int, session_id) -> None:
+    await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
+    await database_sync_to_async(services.end_if_abandoned)(user_id, session_id)
+
+
+class StreamConsumer(JsonConsumer):
+    """`/ws/stream/<username>/`: listener counts and the end of one person's stream, for them and their friends."""
+
+    async def connect(self) -> None:
+        viewer = self.scope["user"]
+        username = self.scope["url_route"]["kwargs"]["username"]
+        owner = await database_sync_to_async(_allowed_owner)(viewer, username)
+        if owner is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = events.stream_group(owner.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        status = await database_sync_to_async(services.stream_status)(owner)
+        await self.send_json({"type": "stream_status", **status})
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: dict, **kwargs: Any) -> None:
+        self.log_received(content)
+        await self.send_error("This socket only sends; it takes no messages.")
+
+    async def stream_listeners_changed(self, event: dict) -> None:
+        await self.send_json({"type": event["event"], "count": event["count"]})
+
+    async def stream_ended(self, event: dict) -> None:
+        await self.send_json({"type": "stream_ended"})
+
+
+def _allowed_owner(viewer, username: str):
+    try:
+        owner = friends.find_user(username)
+    except friends.UserNotFound:
+        return None
+    return owner if friends.can_access(viewer, owner) else None

@@ -1,0 +1,47 @@
+"""Channel-layer group names and event types, in one place.
+
+Presence: every user's presence sockets join `presence_group(user_id)`; an event about alice is sent to the
+presence group of each of alice's friends, so strangers never hear about her.
+Stream: `/ws/stream/<owner>/` sockets join `stream_group(owner_id)`.
+"""
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+# Channel-layer message types; Channels dispatches "a.b" to the consumer method `a_b`.
+STATUS_CHANGED = "presence.status_changed"
+RECORDING_SAVED = "presence.recording_saved"
+LISTENERS_CHANGED = "stream.listeners_changed"
+STREAM_ENDED = "stream.ended"
+
+
+def presence_group(user_id: int) -> str:
+    return f"quietcast.presence.{user_id}"
+
+
+def stream_group(owner_id: int) -> str:
+    return f"quietcast.stream.{owner_id}"
+
+
+def _send(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    logger.debug("channel-layer send to %s: %s", group, message)
+    async_to_sync(layer.group_send)(group, message)
+
+
+def tell_friends(friend_ids: Iterable[int], message: dict[str, Any]) -> None:
+    """Send `message` to the presence sockets of each friend (from synchronous code)."""
+    for friend_id in friend_ids:
+        _send(presence_group(friend_id), message)
+
+
+def tell_stream_watchers(owner_id: int, message: dict[str, Any]) -> None:
+    _send(stream_group(owner_id), message)

@@ -1,0 +1,157 @@
+"""Recording audio for the page's player (with HTTP Range, so seeking works) and the owner's edit API.
+
+Audio is never a public media URL: every request goes through `open_recording_for`, which applies the same
+access rule as everything else.
+"""
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from quietcast.api_errors import ApiError
+from streams import recordings
+from streams.api import RECORDING_FIELDS
+from streams.services import recording_as_json
+
+CHUNK_BYTES = 64 * 1024
+_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class UnsatisfiableRange(Exception):
+    pass
+
+
+def requested_byte_range(range_header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte a `Range` header asks for, or None to send the whole file.
+
+    Only a single range is honoured; anything else (several ranges, other units, bad syntax) is ignored, as
+    RFC 9110 allows. Raises UnsatisfiableRange when the range lies wholly past the end of the file.
+    """
+    match = _SINGLE_RANGE.match(range_header.strip().replace(" ", ""))
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:  # "bytes=-N": the last N bytes
+        suffix_length = int(last)
+        if suffix_length == 0 or size == 0:
+            raise UnsatisfiableRange
+        return max(size - suffix_length, 0), size - 1
+    first_byte = int(first)
+    last_byte = min(int(last), size - 1) if last else size - 1
+    if first_byte >= size:
+        raise UnsatisfiableRange
+    if last_byte < first_byte:
+        return None
+    return first_byte, last_byte
+
+
+def _file_chunks(path: Path, first_byte: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as audio:
+        audio.seek(first_byte)
+        while length > 0:
+            chunk = audio.read(min(CHUNK_BYTES, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
+async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Under ASGI, a synchronous iterator would be read whole into memory first; hours of audio must stream."""
+    read_next = sync_to_async(next, thread_sensitive=False)
+    try:
+        while (chunk := await read_next(chunks, None)) is not None:
+            yield chunk
+    finally:
+        chunks.close()
+
+
+@login_required
+@require_GET
+def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponse:
+    """The recording's audio for its owner and their friends; `?download=1` saves it as a file."""
+    try:
+        audio = recordings.open_recording_for(request.user, recording_id)
+    except recordings.RecordingNotFound as error:
+        raise Http404(str(error)) from error
+    try:
+        byte_range = requested_byte_range(request.headers.get("Range", ""), audio.size)
+    except UnsatisfiableRange:
+        response = HttpResponse(status=416, content_type="text/plain")
+        response["Content-Range"] = f"bytes */{audio.size}"
+        response["Accept-Ranges"] = "bytes"
+        return response
+
+    first_byte, last_byte = byte_range or (0, audio.size - 1)
+    length = last_byte - first_byte + 1 if audio.size else 0
+    chunks = _file_chunks(audio.path, first_byte, length)
+    response = StreamingHttpResponse(
+        _read_in_thread(chunks) if isinstance(request, ASGIRequest) else chunks,
+        status=206 if byte_range else 200,
+        content_type="audio/wav",
+    )
+    if byte_range:
+        response["Content-Range"] = f"bytes {first_byte}-{last_byte}/{audio.size}"
+    response["Content-Length"] = str(length)
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=request.GET.get("download") == "1", filename=audio.download_name
+    )
+    # Friends-only content: browsers may cache it for seeking, shared caches must not.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+class RecordingDetailsSerializer(serializers.Serializer):
+    # Lengths and blankness are checked by streams.recordings, so every caller gets the same sentences.
+    title = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+
+RECORDING_RESPONSE = inline_serializer("RecordingSummary", RECORDING_FIELDS)
+
+
+def _call(operation, *args):
+    """Run a recording operation, turning its domain errors into API errors."""
+    try:
+        return operation(*args)
+    except recordings.RecordingNotFound as error:
+        raise ApiError(status.HTTP_404_NOT_FOUND, str(error)) from error
+    except recordings.NotRecordingOwner as error:
+        raise ApiError(status.HTTP_403_FORBIDDEN, str(error)) from error
+    except recordings.InvalidRecordingDetails as error:
+        raise ApiError(status.HTTP_400_BAD_REQUEST, str(error)) from error
+
+
+class RecordingDetailView(APIView):
+    """The owner renames (title, description) or deletes one of their recordings."""
+
+    @extend_schema(request=RecordingDetailsSerializer, responses=RECORDING_RESPONSE)
+    def patch(self, request: Request, recording_id: int) -> Response:
+        details = RecordingDetailsSerializer(data=request.data)
+        details.is_valid(raise_exception=True)
+        recording = _call(
+            recordings.rename_recording,
+            request.user,
+            recording_id,
+            details.validated_data.get("title"),
+            details.validated_data.get("description"),
+        )
+        return Response(recording_as_json(recording))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, recording_id: int) -> Response:
+        _call(recordings.delete_recording, request.user, recording_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,16 @@
+"""Template filters for how Quietcast writes times (the page's JavaScript writes them the same way)."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """Seconds as mm:ss, or h:mm:ss from an hour up; empty for no value."""
+    if seconds is None or seconds == "":
+        return ""
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes:02}:{secs:02}"

@@ -1,0 +1,122 @@
+"""Real Chromium against the real ASGI app.
+
+Daphne runs in a subprocess on a free localhost port, with its own SQLite database, recordings directory and
+in-memory channel layer (one process hosts HTTP, WebSockets and media, as `make run` does). The cast is the same
+as everywhere else: alice, her friend bob, carol a stranger, dave a pending request. Chromium's fake microphone
+plays tests/fixtures/speech_noisy.wav.
+"""
+
+import os
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.live_server import prepare_database, running_daphne, server_environment
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_MICROPHONE = REPO / "tests" / "fixtures" / "speech_noisy.wav"
+SCREENSHOTS = REPO / "docs"
+PASSWORD = "correct-horse-battery-staple"
+
+# Creates the cast and two finished recordings of alice's, inside the server's database.
+SEED = """
+from django.contrib.auth import get_user_model
+from friends import services
+from streams.models import StreamRecording
+User = get_user_model()
+for name in ("alice", "bob", "carol", "dave"):
+    User.objects.create_user(username=name, password={password!r})
+services.send_request(User.objects.get(username="alice"), "bob")
+services.accept_request(User.objects.get(username="bob"), "alice")
+services.send_request(User.objects.get(username="dave"), "alice")
+for title, audio_path in (("Morning walk", "seed/morning.wav"), ("Short note", "seed/note.wav")):
+    StreamRecording.objects.create(owner=User.objects.get(username="alice"), title=title,
+        audio_path=audio_path, duration={duration!r}, denoise_enabled=True)
+"""
+
+
+@dataclass(frozen=True)
+class QuietcastServer:
+    url: str
+    recordings_dir: Path
+    played_recording_title: str = "Morning walk"  # the playback tests use this one
+    edited_recording_title: str = "Short note"  # the rename and delete test uses this one
+
+
+def _seconds_of_audio(path: Path) -> float:
+    with wave.open(str(path)) as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+@pytest.fixture(scope="session")
+def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
+    workdir = tmp_path_factory.mktemp("live-server")
+    recordings_dir = workdir / "recordings"  # where server_environment() points RECORDINGS_DIR
+    (recordings_dir / "seed").mkdir(parents=True)
+    for name in ("morning.wav", "note.wav"):
+        (recordings_dir / "seed" / name).write_bytes(FAKE_MICROPHONE.read_bytes())
+    env = server_environment(workdir)
+    prepare_database(env, SEED.format(password=PASSWORD, duration=_seconds_of_audio(FAKE_MICROPHONE)))
+    with running_daphne(env, workdir / "daphne.log") as url:
+        yield QuietcastServer(url=url, recordings_dir=recordings_dir)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={FAKE_MICROPHONE}",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def log_in(browser: Browser, quietcast_server: QuietcastServer) -> Iterator[Callable[..., Page]]:
+    """`log_in("bob")` → a page in bob's own browser context, logged in through the login form.
+
+    Any uncaught JavaScript error on these pages fails the test.
+    """
+    contexts: list[BrowserContext] = []
+    script_errors: list[str] = []
+
+    def open_page_as(username: str, **context_options) -> Page:
+        context = browser.new_context(base_url=quietcast_server.url, **context_options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: script_errors.append(f"{username}: {error}"))
+        page.goto("/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{quietcast_server.url}/")
+        return page
+
+    yield open_page_as
+    for context in contexts:
+        context.close()
+    assert not script_errors, "JavaScript errors on the page:\n" + "\n".join(script_errors)
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir() -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return SCREENSHOTS

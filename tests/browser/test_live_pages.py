@@ -1,0 +1,222 @@
+"""The whole product in a real browser: going live, a friend's LIVE badge, listening, recordings, access."""
+
+import re
+import time
+
+import pytest
+from django.urls import Resolver404, resolve
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+TIMER = re.compile(r"^(\d\d):(\d\d)$")
+
+
+def media_endpoints_exist() -> bool:
+    try:
+        resolve("/api/stream/offer/")
+        resolve("/api/stream/listener/alice/offer/")
+    except Resolver404:
+        return False
+    return True
+
+
+needs_media = pytest.mark.skipif(not media_endpoints_exist(), reason="the WebRTC offer endpoints are not routed")
+
+
+# Lets the test read getStats() of the page's peer connections without the page exposing them.
+KEEP_PEER_CONNECTIONS = """
+    window.testPeerConnections = [];
+    window.RTCPeerConnection = class extends window.RTCPeerConnection {
+        constructor(...args) { super(...args); window.testPeerConnections.push(this); }
+    };
+"""
+
+
+def timer_seconds(page: Page) -> int:
+    minutes, seconds = TIMER.match(page.locator("[data-stream-timer]").inner_text()).groups()
+    return int(minutes) * 60 + int(seconds)
+
+
+def stream_status(page: Page, username: str) -> dict:
+    return page.request.get(f"/api/stream/status/{username}/").json()
+
+
+def go_live(alice: Page) -> None:
+    alice.goto("/user/alice/")
+    expect(alice.get_by_label("Enable Denoise")).to_be_checked()
+    alice.get_by_role("button", name="Start Streaming").click()
+    expect(alice.get_by_role("button", name="Stop Streaming")).to_be_visible()
+    expect(alice.get_by_label("Enable Denoise")).to_be_disabled()
+
+
+def stop_live(alice: Page) -> None:
+    alice.get_by_role("button", name="Stop Streaming").click()
+    expect(alice.get_by_role("button", name="Start Streaming")).to_be_visible()
+    expect(alice.get_by_label("Enable Denoise")).to_be_enabled()
+
+
+def test_friends_see_the_live_badge_within_a_second_and_strangers_see_nothing(log_in, screenshots_dir):
+    alice, bob, carol = log_in("alice"), log_in("bob"), log_in("carol")
+    badge = bob.locator('[data-status-for="alice"] .badge.live')
+    expect(badge).to_have_count(0)
+    carol.goto("/user/alice/")
+
+    go_live(alice)
+    expect(badge).to_be_visible(timeout=1000)
+    assert stream_status(alice, "alice")["denoise"] is True
+    expect(alice.locator("[data-stream-timer]")).not_to_have_text("00:00", timeout=2500)
+    expect(alice.get_by_text("Microphone level")).to_be_visible()
+    bob.screenshot(path=screenshots_dir / "home.png", full_page=True)
+
+    expect(carol.get_by_text("You and alice are not friends")).to_be_visible()
+    expect(carol.get_by_role("button", name="Add friend")).to_be_visible()
+    expect(carol.locator("[data-stream-panel], [data-recordings], audio")).to_have_count(0)
+    assert carol.request.get("/api/stream/status/alice/").status == 403
+
+    stop_live(alice)
+    expect(badge).to_have_count(0, timeout=1000)
+    assert stream_status(alice, "alice")["is_streaming"] is False
+
+
+def test_reloading_while_live_keeps_the_stream_and_the_timer(log_in):
+    alice = log_in("alice")
+    go_live(alice)
+    alice.wait_for_timeout(3000)
+    alice.evaluate("location.reload()")
+    alice.wait_for_load_state()
+    expect(alice.get_by_role("button", name="Stop Streaming")).to_be_visible()
+    assert 3 <= timer_seconds(alice) <= 6
+    alice.wait_for_timeout(1100)
+    assert timer_seconds(alice) >= 4
+    assert stream_status(alice, "alice")["is_streaming"] is True
+    stop_live(alice)
+
+
+def test_closing_the_page_while_live_ends_the_stream(log_in):
+    alice, bob = log_in("alice"), log_in("bob")
+    go_live(alice)
+    alice.close(run_before_unload=True)
+    deadline = time.monotonic() + 3
+    while stream_status(bob, "alice")["is_streaming"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stream_status(bob, "alice")["is_streaming"] is False
+
+
+def test_a_denied_microphone_is_explained_and_nothing_goes_live(log_in):
+    alice = log_in("alice")
+    # What a browser does once the person has said no: getUserMedia rejects with NotAllowedError.
+    alice.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () => "
+        "Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));"
+    )
+    alice.goto("/user/alice/")
+    alice.get_by_role("button", name="Start Streaming").click()
+    alert = alice.get_by_role("alert").filter(has_text="not allowed to use your microphone")
+    expect(alert).to_be_visible()
+    expect(alice.get_by_role("button", name="Start Streaming")).to_be_enabled()
+    assert stream_status(alice, "alice")["is_streaming"] is False
+
+
+def test_a_friend_plays_and_seeks_a_recording_and_a_stranger_cannot(log_in, quietcast_server):
+    bob, carol = log_in("bob"), log_in("carol")
+    audio_responses = []
+    bob.on("response", lambda response: audio_responses.append(response) if "/audio/" in response.url else None)
+    bob.goto("/user/alice/")
+    item = bob.locator(".recording", has_text=quietcast_server.played_recording_title)
+    expect(item.locator(".badge.denoised")).to_be_visible()
+    expect(item.locator("[data-field=duration]")).to_have_text(TIMER)
+    expect(item.get_by_role("button", name=re.compile("Rename|Delete"))).to_have_count(0)
+    expect(item.get_by_role("link", name="Download")).to_have_attribute("href", re.compile(r"\?download=1$"))
+
+    player = item.locator("audio")
+    player.evaluate("audio => { audio.muted = true; return audio.play(); }")
+    player.evaluate("audio => { audio.currentTime = audio.duration - 2; }")
+    bob.wait_for_function(
+        "audio => audio.currentTime > audio.duration - 2 && !audio.seeking", arg=player.element_handle()
+    )
+    # Chromium's player asks for byte ranges and the server answers them.
+    assert any(response.status == 206 for response in audio_responses)
+    audio_url = player.get_attribute("src")
+    part = bob.request.get(audio_url, headers={"Range": "bytes=1000-1999"})
+    size = (quietcast_server.recordings_dir / "seed" / "morning.wav").stat().st_size
+    assert (part.status, part.headers["content-range"], len(part.body())) == (206, f"bytes 1000-1999/{size}", 1000)
+
+    assert carol.request.get(audio_url).status == 404
+    assert carol.request.get("/api/recordings/alice/").status == 403
+    carol.goto("/user/alice/")
+    expect(carol.locator(".recording")).to_have_count(0)
+
+
+def test_the_owner_renames_and_deletes_a_recording(log_in, quietcast_server):
+    alice = log_in("alice")
+    alice.goto("/user/alice/")
+    item = alice.locator(".recording", has_text=quietcast_server.edited_recording_title)
+    item.get_by_role("button", name="Rename").click()
+    expect(item.get_by_label("Title")).to_be_focused()
+    item.get_by_label("Title").fill("")
+    item.get_by_label("Title").fill("   ")
+    item.get_by_role("button", name="Save").click()
+    expect(item.get_by_role("alert")).to_have_text("A recording needs a title.")
+    item.get_by_label("Title").fill("Evening walk")
+    item.get_by_label("Description").fill("By the river.")
+    item.get_by_role("button", name="Save").click()
+    renamed = alice.locator(".recording", has_text="Evening walk")
+    expect(renamed.locator("[data-field=description]")).to_have_text("By the river.")
+    alice.reload()
+    expect(renamed).to_be_visible()
+
+    alice.once("dialog", lambda dialog: dialog.accept())
+    renamed.get_by_role("button", name="Delete").click()
+    expect(renamed).to_have_count(0)
+    assert not (quietcast_server.recordings_dir / "seed" / "note.wav").exists()
+
+
+@needs_media
+def test_a_friend_hears_the_stream_and_gets_the_recording(log_in, screenshots_dir):
+    alice, bob = log_in("alice"), log_in("bob")
+    bob.add_init_script(KEEP_PEER_CONNECTIONS)
+    bob.goto("/user/alice/")
+    listen = bob.get_by_role("button", name="Start Listening")
+    expect(listen).to_be_disabled()
+
+    go_live(alice)
+    expect(listen).to_be_enabled(timeout=1000)
+    listen.click()
+    expect(bob.get_by_role("button", name="Stop Listening")).to_be_visible()
+    expect(alice.locator("[data-listener-count]")).to_have_text("1 listener", timeout=5000)
+    expect(alice.locator("[data-stream-error]")).to_be_hidden()
+
+    # Real audio arrives: inbound RTP bytes grow and the played samples are not silence.
+    bob.wait_for_function(
+        """async () => {
+            const audio = document.querySelector("[data-live-audio]");
+            if (!audio.srcObject || audio.paused) return false;
+            const meter = document.querySelector("[data-output-level]");
+            return meter.value > 0.1;
+        }""",
+        timeout=10_000,
+    )
+    bob.wait_for_function(
+        """async () => {
+            for (const peer of window.testPeerConnections) {
+                if (peer.connectionState === "closed") continue;
+                for (const report of (await peer.getStats()).values()) {
+                    if (report.type === "inbound-rtp" && report.kind === "audio" && report.bytesReceived > 1000) {
+                        return true;
+                    }
+                }
+            }
+            return false;
+        }""",
+        timeout=10_000,
+    )
+    bob.screenshot(path=screenshots_dir / "friend-listening.png", full_page=True)
+    alice.screenshot(path=screenshots_dir / "my-page-live.png", full_page=True)
+
+    stop_live(alice)
+    expect(bob.locator("[data-stream-state]")).to_contain_text("alice's stream has ended", timeout=2000)
+    expect(bob.get_by_role("button", name="Start Listening")).to_be_disabled()
+    new_recording = bob.locator(".recording").first
+    expect(new_recording.locator("[data-field=title]")).to_have_text(re.compile("^Live on"), timeout=5000)
+    expect(new_recording.locator(".badge.denoised")).to_be_visible()

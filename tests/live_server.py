@@ -1,0 +1,85 @@
+"""Real Quietcast servers for tests and benchmarks: Daphne subprocesses on free loopback ports.
+
+Used by the browser tests, the two-process Redis test and the benchmarks, so each runs the app exactly as
+`make run` does instead of a test double.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START_LIMIT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_environment(workdir: Path, **overrides: str) -> dict[str, str]:
+    """A private database, recordings directory and var/ under `workdir`; in-memory layer unless overridden."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "quietcast.settings",
+        "QUIETCAST_VAR_DIR": str(workdir / "var"),
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "RECORDINGS_DIR": str(workdir / "recordings"),
+        "REDIS_URL": "",
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, str(REPO / "manage.py"), *args], cwd=REPO, env=env, check=True)
+
+
+def prepare_database(env: dict[str, str], seed_code: str = "") -> None:
+    """Migrate the server's database and run `seed_code` (Python, Django set up) inside it."""
+    manage(env, "migrate", "--no-input", "-v", "0")
+    if seed_code:
+        manage(env, "shell", "-c", seed_code)
+
+
+def _wait_for_port(port: int, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_LIMIT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"Daphne exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"Daphne did not listen on port {port} within {START_LIMIT_S} s:\n{log.read_text()}")
+
+
+@contextmanager
+def running_daphne(env: dict[str, str], log: Path) -> Iterator[str]:
+    """Serve quietcast.asgi on a free port; yields the base URL and stops the server afterwards."""
+    port = free_port()
+    with log.open("w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quietcast.asgi:application"],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, server, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -1,0 +1,83 @@
+"""The whole media path through the real server: Daphne serving quietcast.asgi, signalling over the HTTP API
+with token auth, real aiortc peers on loopback and the real DeepFilterNet3 denoiser."""
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from audio_engine.client import PacedAudioTrack, connect_listener, connect_publisher, read_audio_file
+from quietcast_cli.api import ApiError, QuietcastApi
+from tests.audio_checks import level_db, pause_level_db
+from tests.live_server import prepare_database, running_daphne, server_environment
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PASSWORD = "correct-horse-battery-staple"
+SEED = f"""
+from django.contrib.auth import get_user_model
+from friends import services
+User = get_user_model()
+for name in ("alice", "bob", "carol"):
+    User.objects.create_user(username=name, password={PASSWORD!r})
+services.send_request(User.objects.get(username="alice"), "bob")
+services.accept_request(User.objects.get(username="bob"), "alice")
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("media-server")
+    env = server_environment(workdir, DENOISE_WORKERS="1")
+    prepare_database(env, SEED)
+    with running_daphne(env, workdir / "daphne.log") as url:
+        yield url
+
+
+async def logged_in(http: aiohttp.ClientSession, server: str, username: str) -> QuietcastApi:
+    api = QuietcastApi(server, http)
+    await api.login(username, PASSWORD)
+    return api
+
+
+async def broadcast_and_listen(server: str, *, denoise: bool) -> dict:
+    """alice streams the noisy fixture; bob listens from before the first word to the end."""
+    noisy = read_audio_file(FIXTURES / "speech_noisy.wav")
+    async with aiohttp.ClientSession() as http:
+        alice, bob, carol = [await logged_in(http, server, name) for name in ("alice", "bob", "carol")]
+        await alice.start_stream(denoise)
+        track = PacedAudioTrack(noisy, autoplay=False)
+        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+        heard: list[np.ndarray] = []
+        listener, listening = await connect_listener(
+            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
+        )
+        with pytest.raises(ApiError, match=r"\(403\)"):
+            await carol.send_listener_offer("alice", listener.localDescription.sdp)
+        track.play()
+        await asyncio.wait_for(track.finished.wait(), 30)
+        await asyncio.sleep(0.5)  # let the last packets arrive before stopping
+        await alice.stop_stream()
+        await asyncio.wait_for(listening, 5)  # stopping the stream ends the listener's track
+        await publisher.close()
+        await listener.close()
+        recordings = await alice._call("GET", "/api/recordings/")
+    return {"heard": np.concatenate(heard), "seconds_sent": track.seconds_sent, "recording": recordings["recordings"][0]}
+
+
+async def test_friend_hears_the_stream_denoised_and_the_recording_is_saved(server):
+    clean = read_audio_file(FIXTURES / "speech_clean.wav")
+    denoised = await broadcast_and_listen(server, denoise=True)
+    raw = await broadcast_and_listen(server, denoise=False)
+
+    pause_gain_db = pause_level_db(raw["heard"], clean) - pause_level_db(denoised["heard"], clean)
+    assert pause_gain_db >= 10, pause_gain_db
+    assert level_db(denoised["heard"]) > level_db(raw["heard"]) - 12  # the speech itself still comes through
+
+    for run, denoise in ((denoised, True), (raw, False)):
+        recording = run["recording"]
+        assert recording["denoise_enabled"] is denoise
+        assert abs(recording["duration"] - run["seconds_sent"]) <= 0.3, (recording["duration"], run["seconds_sent"])

@@ -1,0 +1,267 @@
+"""Presence and stream sockets, over the in-memory layer and a real redis-server (REDIS_TEST_URL)."""
+
+import asyncio
+import os
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from rest_framework.authtoken.models import Token
+
+from quietcast.asgi import application
+from streams import services
+from streams.models import ActiveStream, PresenceConnection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def channel_layer(request, settings):
+    """Run each test over both channel layers; Redis needs the real server the test command starts."""
+    if request.param == "redis":
+        redis_url = os.environ.get("REDIS_TEST_URL")
+        if not redis_url:
+            pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [redis_url], "prefix": f"test-{os.getpid()}-{time.monotonic_ns()}"},
+            }
+        }
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends = {}
+    yield request.param
+    channel_layers.backends = {}
+
+
+async def connect(path: str, user=None, headers: list | None = None) -> tuple[WebsocketCommunicator, bool, int | None]:
+    headers = list(headers or [])
+    if user is not None:
+        token, _ = await database_sync_to_async(Token.objects.get_or_create)(user=user)
+        headers.append((b"authorization", f"Token {token.key}".encode()))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=3)
+    return communicator, connected, code
+
+
+async def expect_silence(communicator: WebsocketCommunicator, seconds: float = 0.3) -> None:
+    assert await communicator.receive_nothing(timeout=seconds)
+
+
+# --- /ws/presence/ -------------------------------------------------------------------------------------------
+
+
+async def test_anonymous_presence_socket_is_closed(channel_layer):
+    _, connected, _ = await connect("/ws/presence/")
+    assert not connected
+
+
+async def test_presence_starts_with_the_friends_who_are_live(channel_layer, cast):
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    socket, connected, _ = await connect("/ws/presence/", cast["friend"])
+    assert connected
+    assert await socket.receive_json_from() == {"type": "all_statuses", "streaming_users": ["alice"]}
+    await socket.disconnect()
+
+
+async def test_friend_sees_live_badge_within_a_second(channel_layer, cast):
+    socket, _, _ = await connect("/ws/presence/", cast["friend"])
+    assert (await socket.receive_json_from())["streaming_users"] == []
+    started = time.monotonic()
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    message = await socket.receive_json_from(timeout=1)
+    assert time.monotonic() - started < 1
+    assert message == {"type": "streaming_status_update", "username": "alice", "is_streaming": True}
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
+    assert await socket.receive_json_from(timeout=1) == {
+        "type": "streaming_status_update",
+        "username": "alice",
+        "is_streaming": False,
+    }
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("role", ["stranger", "pending"])
+async def test_only_friends_hear_about_a_stream(channel_layer, cast, role):
+    socket, _, _ = await connect("/ws/presence/", cast[role])
+    assert (await socket.receive_json_from())["streaming_users"] == []
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await expect_silence(socket)
+    await socket.send_json_to({"action": "get_status"})
+    assert await socket.receive_json_from() == {"type": "all_statuses", "streaming_users": []}
+    await socket.disconnect()
+
+
+async def test_get_status_resends_all_statuses(channel_layer, cast):
+    socket, _, _ = await connect("/ws/presence/", cast["friend"])
+    await socket.receive_json_from()
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await socket.receive_json_from()
+    await socket.send_json_to({"action": "get_status"})
+    assert await socket.receive_json_from() == {"type": "all_statuses", "streaming_users": ["alice"]}
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "error_fragment"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON objects"),
+        ('{"action": "dance"}', "Unknown action"),
+        ("{}", "Unknown action"),
+    ],
+)
+async def test_malformed_presence_messages_get_an_error_and_the_socket_stays_open(
+    channel_layer, cast, frame, error_fragment
+):
+    socket, _, _ = await connect("/ws/presence/", cast["friend"])
+    await socket.receive_json_from()
+    await socket.send_to(text_data=frame)
+    reply = await socket.receive_json_from()
+    assert reply["type"] == "error" and error_fragment in reply["error"]
+    await socket.send_json_to({"action": "get_status"})
+    assert (await socket.receive_json_from())["type"] == "all_statuses"
+    await socket.disconnect()
+
+
+async def test_binary_presence_messages_get_an_error(channel_layer, cast):
+    socket, _, _ = await connect("/ws/presence/", cast["friend"])
+    await socket.receive_json_from()
+    await socket.send_to(bytes_data=b"\x00\x01")
+    assert (await socket.receive_json_from())["type"] == "error"
+    await socket.disconnect()
+
+
+async def test_friends_and_owner_hear_when_a_recording_is_saved(channel_layer, cast, monkeypatch):
+    from streams import media
+
+    monkeypatch.setattr(
+        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=4.0)
+    )
+    sockets = {}
+    for role in ("friend", "owner", "stranger"):
+        sockets[role], _, _ = await connect("/ws/presence/", cast[role])
+        await sockets[role].receive_json_from()
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await sockets["friend"].receive_json_from()
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
+    assert (await sockets["friend"].receive_json_from())["is_streaming"] is False
+    for role in ("friend", "owner"):
+        saved = await sockets[role].receive_json_from()
+        assert saved["type"] == "recording_saved" and saved["username"] == "alice"
+        assert saved["recording"]["duration"] == 4.0 and saved["recording"]["url"].endswith("/audio/")
+    await expect_silence(sockets["stranger"])
+    for socket in sockets.values():
+        await socket.disconnect()
+
+
+async def test_a_session_cookie_authenticates_the_presence_socket(channel_layer, cast, client):
+    await database_sync_to_async(client.force_login)(cast["friend"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    socket, connected, _ = await connect("/ws/presence/", headers=[(b"cookie", cookie)])
+    assert connected
+    assert (await socket.receive_json_from())["type"] == "all_statuses"
+    await socket.disconnect()
+
+
+async def test_a_cross_site_origin_is_refused(channel_layer, cast):
+    headers = [(b"origin", b"https://evil.example"), (b"host", b"testserver")]
+    _, connected, _ = await connect("/ws/presence/", cast["friend"], headers=headers)
+    assert not connected
+    same_site = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    socket, connected, _ = await connect("/ws/presence/", cast["friend"], headers=same_site)
+    assert connected
+    await socket.disconnect()
+
+
+# --- the broadcaster's presence socket and the reconnect grace period -----------------------------------------
+
+
+async def test_closing_the_broadcasters_last_presence_socket_ends_the_stream_after_the_grace_period(
+    channel_layer, cast, settings
+):
+    settings.STREAM_RECONNECT_GRACE_SECONDS = 0.3
+    friend, _, _ = await connect("/ws/presence/", cast["friend"])
+    await friend.receive_json_from()
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await broadcaster.receive_json_from()
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await friend.receive_json_from()
+    await broadcaster.disconnect()
+    ended = await friend.receive_json_from(timeout=2)
+    assert ended == {"type": "streaming_status_update", "username": "alice", "is_streaming": False}
+    assert not await database_sync_to_async(ActiveStream.objects.exists)()
+    await friend.disconnect()
+
+
+async def test_a_quick_reload_keeps_the_stream(channel_layer, cast, settings):
+    settings.STREAM_RECONNECT_GRACE_SECONDS = 0.5
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await broadcaster.disconnect()
+    reloaded, _, _ = await connect("/ws/presence/", cast["owner"])
+    await asyncio.sleep(0.8)
+    assert await database_sync_to_async(ActiveStream.objects.filter(owner=cast["owner"]).exists)()
+    await reloaded.disconnect()
+
+
+async def test_reconnecting_never_starts_a_stream(channel_layer, cast):
+    socket, _, _ = await connect("/ws/presence/", cast["owner"])
+    await socket.disconnect()
+    socket, _, _ = await connect("/ws/presence/", cast["owner"])
+    assert not await database_sync_to_async(ActiveStream.objects.exists)()
+    await socket.disconnect()
+    assert not await database_sync_to_async(PresenceConnection.objects.exists)()
+
+
+async def test_a_stale_grace_timer_does_not_end_a_newer_stream(channel_layer, cast, settings):
+    settings.STREAM_RECONNECT_GRACE_SECONDS = 0.3
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await broadcaster.disconnect()
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason="stopped")
+    newer = await database_sync_to_async(services.start_stream)(cast["owner"])
+    await asyncio.sleep(0.6)
+    assert await database_sync_to_async(ActiveStream.objects.filter(session_id=newer.session_id).exists)()
+
+
+# --- /ws/stream/<username>/ -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["owner", "friend"])
+async def test_owner_and_friends_may_watch_a_stream(channel_layer, cast, role):
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    socket, connected, _ = await connect("/ws/stream/alice/", cast[role])
+    assert connected
+    status = await socket.receive_json_from()
+    assert status["type"] == "stream_status" and status["is_streaming"] is True and status["listeners"] == 0
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("role", ["anonymous", "stranger", "pending"])
+async def test_others_are_closed_with_4403(channel_layer, cast, role):
+    _, connected, code = await connect("/ws/stream/alice/", None if role == "anonymous" else cast[role])
+    assert not connected and code == 4403
+
+
+async def test_unknown_streamer_is_closed_with_4403(channel_layer, cast):
+    _, connected, code = await connect("/ws/stream/nobody/", cast["friend"])
+    assert not connected and code == 4403
+
+
+async def test_stream_socket_carries_listener_counts_and_the_end(channel_layer, cast):
+    stream = await database_sync_to_async(services.start_stream)(cast["owner"])
+    socket, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    await socket.receive_json_from()
+    await database_sync_to_async(services.set_listener_count)(stream.session_id, 1)
+    assert await socket.receive_json_from() == {"type": "listener_joined", "count": 1}
+    await database_sync_to_async(services.set_listener_count)(stream.session_id, 0)
+    assert await socket.receive_json_from() == {"type": "listener_left", "count": 0}
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
+    assert await socket.receive_json_from() == {"type": "stream_ended"}
+    await socket.send_json_to({"action": "anything"})
+    assert (await socket.receive_json_from())["type"] == "error"
+    await socket.disconnect()

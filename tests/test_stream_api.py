@@ -1,0 +1,179 @@
+import threading
+
+import pytest
+from django.db import close_old_connections
+
+from streams import services
+from streams.models import ActiveStream, StreamRecording
+
+pytestmark = [pytest.mark.django_db, pytest.mark.api]
+
+
+def test_start_goes_live_with_denoise_on_by_default(api_client, alice):
+    response = api_client(alice).post("/api/stream/start/", {}, format="json")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "started" and body["denoise"] is True
+    assert str(ActiveStream.objects.get(owner=alice).session_id) == body["session_id"]
+
+
+def test_start_with_denoise_off(api_client, alice):
+    response = api_client(alice).post("/api/stream/start/", {"denoise": False}, format="json")
+    assert response.json()["denoise"] is False
+    assert ActiveStream.objects.get(owner=alice).denoise_enabled is False
+
+
+def test_starting_twice_is_a_409_naming_the_live_session(api_client, alice):
+    client = api_client(alice)
+    first = client.post("/api/stream/start/", {}, format="json").json()
+    response = client.post("/api/stream/start/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["session_id"] == first["session_id"]
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("body", ['{"denoise": "maybe"}', '{"denoise": [1]}', "{oops", '"text"'])
+def test_start_with_a_bad_body_is_a_400(api_client, alice, body):
+    response = api_client(alice).post("/api/stream/start/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert not ActiveStream.objects.exists()
+
+
+def test_stop_ends_the_stream(api_client, alice):
+    client = api_client(alice)
+    client.post("/api/stream/start/", {}, format="json")
+    response = client.post("/api/stream/stop/", {"duration": 12.5}, format="json")
+    assert response.status_code == 200
+    assert response.json() == {"status": "stopped", "recording_id": None}
+    assert not ActiveStream.objects.exists()
+
+
+def test_stop_when_not_live_is_a_409(api_client, alice):
+    response = api_client(alice).post("/api/stream/stop/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json() == {"error": "No active stream"}
+
+
+def test_stop_with_a_bad_duration_is_a_400_and_keeps_the_stream(api_client, alice):
+    client = api_client(alice)
+    client.post("/api/stream/start/", {}, format="json")
+    for bad in ({"duration": "long"}, {"duration": -1}):
+        assert client.post("/api/stream/stop/", bad, format="json").status_code == 400
+    assert ActiveStream.objects.filter(owner=alice).exists()
+
+
+def test_stop_accepts_a_form_encoded_beacon_with_a_csrf_token(browser_client, alice):
+    client = browser_client(alice)
+    client.get("/")
+    csrf_token = client.cookies["csrftoken"].value
+    services.start_stream(alice)
+    response = client.post("/api/stream/stop/", {"csrfmiddlewaretoken": csrf_token})
+    assert response.status_code == 200
+    assert not ActiveStream.objects.exists()
+
+
+def test_a_beacon_without_csrf_token_is_refused(browser_client, alice):
+    services.start_stream(alice)
+    response = browser_client(alice).post("/api/stream/stop/", {})
+    assert response.status_code == 403
+    assert ActiveStream.objects.exists()
+
+
+@pytest.mark.parametrize(("role", "expected"), [("owner", 200), ("friend", 200), ("pending", 403), ("stranger", 403)])
+def test_stream_status_is_for_the_owner_and_friends(api_client, cast, role, expected):
+    stream = services.start_stream(cast["owner"], denoise=False)
+    response = api_client(cast[role]).get("/api/stream/status/alice/")
+    assert response.status_code == expected
+    if expected == 200:
+        assert response.json() == {
+            "username": "alice",
+            "is_streaming": True,
+            "session_id": str(stream.session_id),
+            "started_at": stream.started_at.isoformat(),
+            "denoise": False,
+            "listeners": 0,
+        }
+    else:
+        assert "error" in response.json()
+
+
+def test_stream_status_when_not_live(api_client, cast):
+    body = api_client(cast["friend"]).get("/api/stream/status/alice/").json()
+    assert body["is_streaming"] is False and body["session_id"] is None and body["listeners"] == 0
+
+
+def test_stream_status_of_an_unknown_user_is_a_404(api_client, alice):
+    assert api_client(alice).get("/api/stream/status/nobody/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("post", "/api/stream/start/"),
+        ("post", "/api/stream/stop/"),
+        ("get", "/api/stream/status/alice/"),
+        ("get", "/api/recordings/"),
+        ("get", "/api/recordings/alice/"),
+        ("get", "/api/ice-servers/"),
+    ],
+)
+def test_anonymous_stream_calls_are_a_401(api_client, alice, method, url):
+    response = getattr(api_client(), method)(url, {}, format="json")
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+def make_recording(owner, title: str, **fields) -> StreamRecording:
+    return StreamRecording.objects.create(
+        owner=owner, title=title, audio_path=f"{owner.pk}/{title}.wav", duration=fields.pop("duration", 3.0), **fields
+    )
+
+
+def test_my_recordings_newest_first(api_client, alice):
+    make_recording(alice, "first")
+    make_recording(alice, "second", denoise_enabled=False, description="late night")
+    recordings = api_client(alice).get("/api/recordings/").json()["recordings"]
+    assert [r["title"] for r in recordings] == ["second", "first"]
+    newest = recordings[0]
+    assert set(newest) == {"id", "title", "description", "duration", "created_at", "denoise_enabled", "url"}
+    assert newest["denoise_enabled"] is False and newest["description"] == "late night"
+    assert newest["url"] == f"/recordings/{newest['id']}/audio/"
+
+
+@pytest.mark.parametrize(("role", "expected"), [("owner", 200), ("friend", 200), ("pending", 403), ("stranger", 403)])
+def test_a_users_recordings_are_for_the_owner_and_friends(api_client, cast, role, expected):
+    make_recording(cast["owner"], "morning show")
+    response = api_client(cast[role]).get("/api/recordings/alice/")
+    assert response.status_code == expected
+    if expected == 200:
+        assert [r["title"] for r in response.json()["recordings"]] == ["morning show"]
+
+
+def test_recordings_of_an_unknown_user_is_a_404(api_client, alice):
+    assert api_client(alice).get("/api/recordings/nobody/").status_code == 404
+
+
+def test_ice_servers_are_handed_to_clients(api_client, alice, settings):
+    settings.ICE_SERVERS = [{"urls": "turn:turn.example:3478", "username": "u", "credential": "c"}]
+    assert api_client(alice).get("/api/ice-servers/").json() == {"ice_servers": settings.ICE_SERVERS}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_starts_leave_exactly_one_live_stream(api_client, alice):
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+    clients = [api_client(alice) for _ in range(4)]
+
+    def start(client) -> None:
+        barrier.wait()
+        statuses.append(client.post("/api/stream/start/", {}, format="json").status_code)
+        close_old_connections()
+
+    threads = [threading.Thread(target=start, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert ActiveStream.objects.filter(owner=alice).count() == 1
