@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -25,28 +26,48 @@ from audio_engine.worker_protocol import (
     encode_message,
 )
 
+# Replies of a batch are held back at most this long, so that a large batch adds little latency to the first
+# streams in it.
+MAX_REPLY_HOLD_S = 0.004
 
-def _read_exact(stream, size: int) -> bytes | None:
-    data = stream.read(size)
-    return data if len(data) == size else None
+
+def _requests(fd: int):
+    """Yield lists of (op, stream_id, payload): every complete request available after each blocking read,
+    so that the frames of several streams are answered together."""
+    buffer = bytearray()
+    header_size = MESSAGE_HEADER.size
+    while data := os.read(fd, 1 << 20):
+        buffer += data
+        batch, offset = [], 0
+        while len(buffer) - offset >= header_size:
+            size, op, stream_id = MESSAGE_HEADER.unpack_from(buffer, offset)
+            end = offset + header_size + size
+            if end > len(buffer):
+                break
+            batch.append((op, stream_id, bytes(buffer[offset + header_size : end])))
+            offset = end
+        del buffer[:offset]
+        if batch:
+            yield batch
 
 
 def serve(settings_json: str) -> None:
     from audio_engine.denoise import DeepFilterDenoiser, DenoiseSettings
 
-    requests = sys.stdin.buffer
     # Replies go to a private copy of stdout; fd 1 then points at stderr so that stray output from
     # libraries cannot corrupt the protocol.
     reply_fd = os.dup(1)
     os.dup2(2, 1)
 
-    def reply(op: int, stream_id: int, payload: bytes = b"") -> None:
-        data = encode_message(op, stream_id, payload)
+    def send(data: bytes) -> None:
         try:
             while data:
                 data = data[os.write(reply_fd, data):]
         except BrokenPipeError:
             raise SystemExit(0) from None  # the server is gone
+
+    def reply(op: int, stream_id: int, payload: bytes = b"") -> None:
+        send(encode_message(op, stream_id, payload))
 
     settings = DenoiseSettings(**json.loads(settings_json))
     try:
@@ -57,29 +78,33 @@ def serve(settings_json: str) -> None:
     reply(OP_READY, 0)
 
     denoisers: dict[int, DeepFilterDenoiser] = {}
-    while (header := _read_exact(requests, MESSAGE_HEADER.size)) is not None:
-        size, op, stream_id = MESSAGE_HEADER.unpack(header)
-        payload = _read_exact(requests, size) if size else b""
-        if payload is None:
-            break
-        try:
-            if op == OP_FRAME:
-                denoiser = denoisers.get(stream_id)
-                if denoiser is not None:
-                    samples = np.frombuffer(payload, dtype=np.float32)
-                    reply(OP_FRAME, stream_id, denoiser.process(samples).tobytes())
-            elif op == OP_OPEN:
-                denoisers[stream_id] = DeepFilterDenoiser(settings)
-            elif op == OP_CLOSE:
-                denoiser = denoisers.pop(stream_id, None)
-                if denoiser is not None:
-                    denoiser.close()
-        except BaseException as exc:  # a panic in one stream must not end the others
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            traceback.print_exc()
-            denoisers.pop(stream_id, None)
-            reply(OP_FAILED, stream_id, str(exc).encode())
+    for batch in _requests(sys.stdin.fileno()):
+        replies = bytearray()
+        replies_since = time.perf_counter()
+        for op, stream_id, payload in batch:
+            if replies and time.perf_counter() - replies_since > MAX_REPLY_HOLD_S:
+                send(bytes(replies))
+                replies.clear()
+                replies_since = time.perf_counter()
+            try:
+                if op == OP_FRAME:
+                    denoiser = denoisers.get(stream_id)
+                    if denoiser is not None:
+                        samples = np.frombuffer(payload, dtype=np.float32)
+                        replies += encode_message(OP_FRAME, stream_id, denoiser.process(samples).tobytes())
+                elif op == OP_OPEN:
+                    denoisers[stream_id] = DeepFilterDenoiser(settings)
+                elif op == OP_CLOSE:
+                    denoiser = denoisers.pop(stream_id, None)
+                    if denoiser is not None:
+                        denoiser.close()
+            except BaseException as exc:  # a panic in one stream must not end the others
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                traceback.print_exc()
+                denoisers.pop(stream_id, None)
+                replies += encode_message(OP_FAILED, stream_id, str(exc).encode())
+        send(bytes(replies))
 
 
 if __name__ == "__main__":

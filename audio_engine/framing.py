@@ -77,6 +77,11 @@ class MonoHopFramer:
             if channels == 1:
                 return int16_to_float(interleaved[:, 0])
             # Average the channels: a browser microphone sends the same signal on both.
+            if channels == 2:  # the usual case; ndarray.mean costs several times more per frame
+                mono = interleaved[:, 0].astype(np.float32)
+                mono += interleaved[:, 1]
+                mono *= np.float32(0.5 / _INT16_SCALE)
+                return mono
             return interleaved.mean(axis=1, dtype=np.float32) * np.float32(1 / _INT16_SCALE)
         return self._resample(frame, channels)
 

@@ -1,34 +1,41 @@
 """How many live streams (publisher + 1 listener each), and how many listeners on one stream, one server
 process sustains in real time on this machine.
 
-Run:  .venv/bin/python -m bench.capacity [--streams 4 8 12 16] [--listeners 25 50 100] [--seconds 10]
+Run:  .venv/bin/python -m bench.capacity [--streams 8 16 24] [--listeners 100 200 500] [--seconds 10]
+      [--workers 2] [--load-processes 2] [--profile DIR]
 
 Three kinds of process: this orchestrator; the server (`serve`: one MediaEngine, with its denoise worker
-processes, behind a tiny HTTP signalling endpoint); the load generator (`load`: the publishers and listeners,
-in another process so that its work is not charged to the server). Publishers send pre-encoded Opus packets
-(no encoding cost on the load side). Server CPU is measured from /proc for the server and its denoise
-workers over the measurement window. A configuration is "sustained" when 95 % of the listeners receive
->= 97 % of the frames in real time; the server's event-loop responsiveness (p99 lateness of a 20 ms timer)
-is reported next to it.
-On a 2-core machine the load generator competes with the server for the cores: the numbers are a floor.
+processes, behind a tiny HTTP signalling endpoint); the load generators (`load`: the publishers and listeners,
+split over --load-processes processes so that their work is not charged to the server). Publishers send
+pre-encoded Opus packets (no encoding cost on the load side); listeners count the RTP packets they receive
+without decrypting or decoding them. Server CPU is measured from /proc for the server and its denoise workers
+over the measurement window. A configuration is "sustained" when 95 % of the listeners receive >= 97 % of the
+packets in real time AND >= 99 % of the audio was denoised (the pool passes audio through undenoised when
+its workers cannot keep up, which would otherwise hide an overload); the server's event-loop
+responsiveness (p99 lateness of a 20 ms timer) is reported next to it. --profile writes py-spy collapsed
+stacks of the server process (all its threads) for each configuration.
+On a 2-core machine the load generators compete with the server for the cores: the numbers are a floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import av
 import numpy as np
 from aiohttp import ClientSession, web
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 
 from audio_engine.client import connect_publisher
 from audio_engine.framing import TIME_BASE, OpusPacketEncoder
@@ -75,7 +82,9 @@ async def serve(port: int, workers: int) -> None:
         pids = [os.getpid(), *[pid for pid in engine._pool.worker_pids() if pid]]
         body = {"cpu_s": sum(process_cpu_seconds(pid) for pid in pids),
                 "rss_mb": sum(process_rss_mb(pid) for pid in pids),
-                "loop_p99_ms": percentile(lateness[-250:], 99)}
+                "loop_p99_ms": percentile(lateness[-250:], 99),
+                "chunks_denoised": engine._pool.chunks_denoised,
+                "chunks_passed_through": engine._pool.chunks_passed_through}
         return web.json_response(body)
 
     app = web.Application()
@@ -115,105 +124,150 @@ class PreEncodedTrack(MediaStreamTrack):
         return packet
 
 
-async def count_frames(track: MediaStreamTrack, counter: list[int]) -> None:
-    try:
-        while True:
-            await track.recv()
-            counter[0] += 1
-    except MediaStreamError:
-        pass
+def count_rtp_packets(pc: RTCPeerConnection, counter: list[int]) -> None:
+    """Count the RTP packets a listener peer receives without decrypting or decoding them: the load
+    generator only checks that the server delivers, and must stay cheap enough to simulate hundreds of
+    listeners next to the server on the same cores."""
+    transport = pc.getReceivers()[0].transport
+
+    async def count(data: bytes, arrival_time_ms: int) -> None:
+        counter[0] += 1
+
+    transport._handle_rtp_data = count
 
 
-async def generate_load(port: int, streams: int, listeners_per_stream: int, seconds: float) -> None:
+async def generate_load(port: int, streams: int, listeners_per_stream: int, seconds: float,
+                        share: int, shares: int) -> None:
+    """One of `shares` load processes: publishes the streams s with s % shares == share, then connects the
+    listeners with a global index i with i % shares == share. Driven by the orchestrator over stdin/stdout:
+    "publish" -> "published", "listen" -> "listening", "go" -> a JSON line of per-listener packet counts."""
     payloads = [bytes(packet) for packet in OpusPacketEncoder().encode(fixture("speech_noisy.wav"))]
     base = f"http://127.0.0.1:{port}"
     counters: list[list[int]] = []
     peers = []
+    loop = asyncio.get_running_loop()
+
+    async def command() -> str:
+        return (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+
+    def reply(line: str) -> None:
+        print(line, flush=True)
+
     async with ClientSession() as http:
-        def signal(path: str):
-            async def send(offer: str) -> str:
-                async with http.post(base + path, data=offer) as reply:
-                    reply.raise_for_status()
-                    return await reply.text()
-            return send
+        async def signal(path: str, offer: str) -> str:
+            async with http.post(base + path, data=offer) as response:
+                response.raise_for_status()
+                return await response.text()
 
-        for stream in range(streams):
-            peers.append(await connect_publisher(PreEncodedTrack(payloads), signal(f"/publish/s{stream}")))
-            for _ in range(listeners_per_stream):
-                from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
-                pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-                pc.addTransceiver("audio", direction="recvonly")
-                counter = [0]
-                counters.append(counter)
-                pc.on("track", lambda track, counter=counter: asyncio.ensure_future(count_frames(track, counter)))
-                await pc.setLocalDescription(await pc.createOffer())
-                answer = await signal(f"/listen/s{stream}")(pc.localDescription.sdp)
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-                peers.append(pc)
-        await asyncio.sleep(3.0)  # connect and settle
-        async with http.get(base + "/stats") as reply:
-            before = await reply.json()
-        frames_before = [c[0] for c in counters]
+        assert await command() == "publish"
+        for stream in range(share, streams, shares):
+            peers.append(await connect_publisher(PreEncodedTrack(payloads),
+                                                 functools.partial(signal, f"/publish/s{stream}")))
+        reply("published")
+        assert await command() == "listen"
+        for index in range(share, streams * listeners_per_stream, shares):
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await signal(f"/listen/s{index // listeners_per_stream}", pc.localDescription.sdp)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            counter = [0]
+            count_rtp_packets(pc, counter)
+            counters.append(counter)
+            peers.append(pc)
+        reply("listening")
+        assert await command() == "go"
+        before = [c[0] for c in counters]
         started = time.perf_counter()
         await asyncio.sleep(seconds)
         elapsed = time.perf_counter() - started
-        async with http.get(base + "/stats") as reply:
-            after = await reply.json()
-        received = [c[0] - b for c, b in zip(counters, frames_before, strict=True)]
-    print(json.dumps({
-        "server_cpu_share": (after["cpu_s"] - before["cpu_s"]) / elapsed,
-        "server_rss_mb": after["rss_mb"],
-        "loop_p99_ms": after["loop_p99_ms"],
-        "delivered_median": float(np.median(received)) / (elapsed * 50),
-        "delivered_p5": float(np.percentile(received, 5)) / (elapsed * 50),
-    }), flush=True)
+        reply(json.dumps({"received": [c[0] - b for c, b in zip(counters, before, strict=True)],
+                          "elapsed": elapsed}))
     os._exit(0)  # hundreds of peers: skip the orderly teardown
 
 
 # ---------------------------------------------------------------- orchestrator
 
 
+def server_stats(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats") as response:
+        return json.loads(response.read())
+
+
 def run_configuration(streams: int, listeners_per_stream: int, seconds: float, workers: int,
-                      profile_dir: Path | None = None) -> dict:
+                      load_processes: int, profile_dir: Path | None = None) -> dict:
     port = 18_000 + (os.getpid() + streams * 7 + listeners_per_stream) % 2000
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    baseline_rss = None
     server = subprocess.Popen([sys.executable, "-m", "bench.capacity", "serve", "--port", str(port),
                                "--workers", str(workers)], stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT)
+    loads: list[subprocess.Popen] = []
+    profiler = None
     try:
         assert server.stdout.readline().strip() == b"ready"
         baseline_rss = process_rss_mb(server.pid)
-        profiler = None
+        shares = max(1, min(load_processes, streams * listeners_per_stream))
+        loads = [subprocess.Popen([sys.executable, "-m", "bench.capacity", "load", "--port", str(port),
+                                   "--streams", str(streams), "--listeners", str(listeners_per_stream),
+                                   "--seconds", str(seconds), "--share", str(share), "--shares", str(shares)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                  cwd=REPO_ROOT)
+                 for share in range(shares)]
+
+        def step(command: str, expected: str | None) -> list[str]:
+            for load in loads:
+                load.stdin.write(command + "\n")
+                load.stdin.flush()
+            replies = [load.stdout.readline().strip() for load in loads]
+            if expected is not None and any(r != expected for r in replies):
+                raise RuntimeError(f"load generator answered {replies} to {command}")
+            return replies
+
+        step("publish", "published")
+        step("listen", "listening")
+        time.sleep(3.0)  # connect and settle
         if profile_dir is not None:
-            # Collapsed stacks of the server's event-loop process, sampled through set-up and measurement.
+            # Collapsed stacks of the server's event-loop process during the measurement window.
             profile_dir.mkdir(parents=True, exist_ok=True)
-            profile = profile_dir / f"server-{streams}x{listeners_per_stream}.txt"
-            profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid), "--format", "raw",
-                                         "--duration", str(int(seconds + 6)), "--rate", "200", "--nonblocking",
-                                         "--output", str(profile)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        load = subprocess.run([sys.executable, "-m", "bench.capacity", "load", "--port", str(port),
-                               "--streams", str(streams), "--listeners", str(listeners_per_stream),
-                               "--seconds", str(seconds)], capture_output=True, env=env, cwd=REPO_ROOT,
-                              timeout=seconds + 180)
-        result = json.loads(load.stdout.decode().strip().splitlines()[-1])
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid),
+                 "--format", "raw", "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
+                 "--output", str(profile_dir / f"server-{streams}x{listeners_per_stream}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before = server_stats(port)
+        started = time.perf_counter()
+        results = [json.loads(line) for line in step("go", None)]
+        elapsed = time.perf_counter() - started
+        after = server_stats(port)
         if profiler is not None:
             profiler.wait()
     finally:
-        server.kill()
-        server.wait()
-    result["baseline_rss_mb"] = baseline_rss
-    return result
+        for process in [*loads, server]:
+            process.kill()
+            process.wait()
+    received = [count / (r["elapsed"] * 50) for r in results for count in r["received"]]
+    chunks = (after["chunks_denoised"] - before["chunks_denoised"]
+              + after["chunks_passed_through"] - before["chunks_passed_through"])
+    return {
+        "server_cpu_share": (after["cpu_s"] - before["cpu_s"]) / elapsed,
+        "server_rss_mb": after["rss_mb"],
+        "baseline_rss_mb": baseline_rss,
+        "loop_p99_ms": after["loop_p99_ms"],
+        "delivered_median": float(np.median(received)),
+        "delivered_p5": float(np.percentile(received, 5)),
+        "denoised_share": (after["chunks_denoised"] - before["chunks_denoised"]) / chunks if chunks else 0.0,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="report", choices=["report", "serve", "load"])
     parser.add_argument("--port", type=int)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--streams", type=int, nargs="*", default=[4, 8, 12, 16])
-    parser.add_argument("--listeners", type=int, nargs="*", default=[25, 50, 100])
+    parser.add_argument("--workers", type=int, default=2, help="denoise worker processes of the server")
+    parser.add_argument("--load-processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--share", type=int, default=0)
+    parser.add_argument("--shares", type=int, default=1)
+    parser.add_argument("--streams", type=int, nargs="*", default=[8, 16, 24])
+    parser.add_argument("--listeners", type=int, nargs="*", default=[100, 200, 500])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="write py-spy collapsed stacks of the server process per configuration to DIR")
@@ -222,31 +276,38 @@ def main() -> None:
         asyncio.run(serve(args.port, args.workers))
         return
     if args.mode == "load":
-        asyncio.run(generate_load(args.port, args.streams[0], args.listeners[0], args.seconds))
+        asyncio.run(generate_load(args.port, args.streams[0], args.listeners[0], args.seconds,
+                                  args.share, args.shares))
         return
 
-    print(f"Denoised streams, 1 listener each ({os.cpu_count()} cores, {args.workers} denoise worker)")
-    print("| streams | server CPU (cores) | CPU per stream | RSS MB | RSS per stream MB | frames delivered "
-          "(median / p5) | loop p99 ms | sustained |")
-    print("|---|---|---|---|---|---|---|---|")
+    def measure(streams: int, listeners: int) -> dict:
+        return run_configuration(streams, listeners, args.seconds, args.workers, args.load_processes,
+                                 args.profile)
+
+    def delivery(r: dict) -> str:
+        sustained = r["delivered_p5"] >= 0.97 and r["denoised_share"] >= 0.99
+        return (f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['denoised_share']:.3f} | "
+                f"{r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} |")
+
+    print(f"Denoised streams, 1 listener each ({os.cpu_count()} cores, {args.workers} denoise workers, "
+          f"{args.load_processes} load processes)")
+    print("| streams | server CPU (cores) | CPU per stream | RSS MB | RSS per stream MB | packets delivered "
+          "(median / p5) | denoised share | loop p99 ms | sustained |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for streams in args.streams:
-        r = run_configuration(streams, 1, args.seconds, args.workers, args.profile)
-        sustained = r["delivered_p5"] >= 0.97
+        r = measure(streams, 1)
         print(f"| {streams} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] / streams:.3f} | "
               f"{r['server_rss_mb']:.0f} | {(r['server_rss_mb'] - r['baseline_rss_mb']) / streams:.1f} | "
-              f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['loop_p99_ms']:.1f} | "
-              f"{'yes' if sustained else 'no'} |", flush=True)
+              f"{delivery(r)}", flush=True)
     print()
     print("Listeners on one denoised stream")
-    print("| listeners | server CPU (cores) | CPU per listener | frames delivered (median / p5) | loop p99 ms | "
-          "sustained |")
-    print("|---|---|---|---|---|---|")
+    print("| listeners | server CPU (cores) | CPU per listener | packets delivered (median / p5) | denoised share | "
+          "loop p99 ms | sustained |")
+    print("|---|---|---|---|---|---|---|")
     for listeners in args.listeners:
-        r = run_configuration(1, listeners, args.seconds, args.workers, args.profile)
-        sustained = r["delivered_p5"] >= 0.97
+        r = measure(1, listeners)
         print(f"| {listeners} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] / listeners:.4f} | "
-              f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['loop_p99_ms']:.1f} | "
-              f"{'yes' if sustained else 'no'} |", flush=True)
+              f"{delivery(r)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ def aligned_pair(received: np.ndarray, reference: np.ndarray) -> tuple[np.ndarra
     Works whichever started first (a listener may join after the audio began, and arrives with some delay).
     """
     env_received, env_reference = _envelope(received), _envelope(reference)
-    correlation = np.correlate(
-        env_received - env_received.mean(), env_reference - env_reference.mean(), mode="full"
-    )
+    correlation = np.correlate(env_received - env_received.mean(), env_reference - env_reference.mean(), mode="full")
     lag = (int(np.argmax(correlation)) - (len(env_reference) - 1)) * HOP
     if lag >= 0:
         received = received[lag:]

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +39,12 @@ def server_environment(workdir: Path, **overrides: str) -> dict[str, str]:
     }
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, str(REPO / "manage.py"), *args], cwd=REPO, env=env, check=True)
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command against the server's database; returns what it printed."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args], cwd=REPO, env=env, check=True, capture_output=True, text=True
+    )
+    return completed.stdout
 
 
 def prepare_database(env: dict[str, str], seed_code: str = "") -> None:
@@ -62,9 +67,15 @@ def _wait_for_port(port: int, server: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"Daphne did not listen on port {port} within {START_LIMIT_S} s:\n{log.read_text()}")
 
 
+@dataclass(frozen=True)
+class DaphneServer:
+    url: str
+    process: subprocess.Popen
+
+
 @contextmanager
-def running_daphne(env: dict[str, str], log: Path) -> Iterator[str]:
-    """Serve quietcast.asgi on a free port; yields the base URL and stops the server afterwards."""
+def running_daphne(env: dict[str, str], log: Path) -> Iterator[DaphneServer]:
+    """Serve quietcast.asgi on a free port; stops the server afterwards (if a test has not killed it)."""
     port = free_port()
     with log.open("w") as log_file:
         server = subprocess.Popen(
@@ -76,7 +87,7 @@ def running_daphne(env: dict[str, str], log: Path) -> Iterator[str]:
         )
     try:
         _wait_for_port(port, server, log)
-        yield f"http://127.0.0.1:{port}"
+        yield DaphneServer(url=f"http://127.0.0.1:{port}", process=server)
     finally:
         server.terminate()
         try:

@@ -33,8 +33,8 @@ def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("media-server")
     env = server_environment(workdir, DENOISE_WORKERS="1")
     prepare_database(env, SEED)
-    with running_daphne(env, workdir / "daphne.log") as url:
-        yield url
+    with running_daphne(env, workdir / "daphne.log") as daphne:
+        yield daphne.url
 
 
 async def logged_in(http: aiohttp.ClientSession, server: str, username: str) -> QuietcastApi:
@@ -65,7 +65,11 @@ async def broadcast_and_listen(server: str, *, denoise: bool) -> dict:
         await publisher.close()
         await listener.close()
         recordings = await alice._call("GET", "/api/recordings/")
-    return {"heard": np.concatenate(heard), "seconds_sent": track.seconds_sent, "recording": recordings["recordings"][0]}
+    return {
+        "heard": np.concatenate(heard),
+        "seconds_sent": track.seconds_sent,
+        "recording": recordings["recordings"][0],
+    }
 
 
 async def test_friend_hears_the_stream_denoised_and_the_recording_is_saved(server):

@@ -41,7 +41,7 @@ def two_servers(tmp_path):
     env = server_environment(tmp_path, REDIS_URL=redis_url)
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "a.log") as server_a, running_daphne(env, tmp_path / "b.log") as server_b:
-        yield server_a, server_b
+        yield server_a.url, server_b.url
 
 
 async def test_a_start_on_one_process_reaches_a_friend_on_the_other(two_servers):

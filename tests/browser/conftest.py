@@ -52,7 +52,7 @@ def _seconds_of_audio(path: Path) -> float:
         return audio.getnframes() / audio.getframerate()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
     workdir = tmp_path_factory.mktemp("live-server")
     recordings_dir = workdir / "recordings"  # where server_environment() points RECORDINGS_DIR
@@ -61,11 +61,13 @@ def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
         (recordings_dir / "seed" / name).write_bytes(FAKE_MICROPHONE.read_bytes())
     env = server_environment(workdir)
     prepare_database(env, SEED.format(password=PASSWORD, duration=_seconds_of_audio(FAKE_MICROPHONE)))
-    with running_daphne(env, workdir / "daphne.log") as url:
-        yield QuietcastServer(url=url, recordings_dir=recordings_dir)
+    with running_daphne(env, workdir / "daphne.log") as server:
+        yield QuietcastServer(url=server.url, recordings_dir=recordings_dir)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running while it is open, which would
+# break every asyncio test collected after this package.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -116,7 +118,7 @@ def log_in(browser: Browser, quietcast_server: QuietcastServer) -> Iterator[Call
     assert not script_errors, "JavaScript errors on the page:\n" + "\n".join(script_errors)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def screenshots_dir() -> Path:
     SCREENSHOTS.mkdir(exist_ok=True)
     return SCREENSHOTS
