@@ -22,19 +22,10 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import percentile
-from tests.live_server import free_port, prepare_database, running_daphne, server_environment
+from tests.live_server import PASSWORD, free_port, prepare_database, running_daphne, seed_code, server_environment
 
 ROUNDS = 40
-PASSWORD = "correct-horse-battery-staple"
-SEED = f"""
-from django.contrib.auth import get_user_model
-from friends import services
-User = get_user_model()
-for name in ("alice", "bob"):
-    User.objects.create_user(username=name, password={PASSWORD!r})
-services.send_request(User.objects.get(username="alice"), "bob")
-services.accept_request(User.objects.get(username="bob"), "alice")
-"""
+SEED = seed_code(("alice", "bob"), friends=(("alice", "bob"),))
 
 
 async def token(http: aiohttp.ClientSession, base_url: str, username: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from friends import services
-from quietcast.api_errors import ApiError
+from quietcast.api_errors import call_translating_errors
 
 
 class UsernameSerializer(serializers.Serializer):
@@ -26,16 +26,15 @@ def parse_username(request: Request) -> str:
     return serializer.validated_data["username"]
 
 
+FRIENDSHIP_ERROR_STATUS = {
+    services.UserNotFound: status.HTTP_404_NOT_FOUND,
+    services.NothingToActOn: status.HTTP_404_NOT_FOUND,
+    services.NotAllowed: status.HTTP_400_BAD_REQUEST,
+}
+
+
 def call_service(operation: Callable, *args):
-    """Run a friendship operation, turning its domain errors into API errors."""
-    try:
-        return operation(*args)
-    except services.UserNotFound as error:
-        raise ApiError(status.HTTP_404_NOT_FOUND, str(error)) from error
-    except services.NothingToActOn as error:
-        raise ApiError(status.HTTP_404_NOT_FOUND, str(error)) from error
-    except services.NotAllowed as error:
-        raise ApiError(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    return call_translating_errors(FRIENDSHIP_ERROR_STATUS, operation, *args)
 
 
 STATUS_RESPONSE = inline_serializer("FriendshipStatus", {"status": serializers.CharField()})

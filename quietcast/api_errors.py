@@ -1,5 +1,6 @@
 """One shape for every API error: `{"error": "<a sentence a person understands>"}`."""
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.http import Http404
@@ -45,8 +46,20 @@ def json_error_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+def call_translating_errors(statuses: Mapping[type[Exception], int], operation: Callable, *args: Any) -> Any:
+    """Run a domain operation; a domain error listed in `statuses` becomes an ApiError with that status code.
+
+    Domain errors carry a message written for the person who asked, so it becomes the API's error text as is.
+    """
+    try:
+        return operation(*args)
+    except tuple(statuses) as error:
+        status_code = next(code for kind, code in statuses.items() if isinstance(error, kind))
+        raise ApiError(status_code, str(error)) from error
+
+
 def error_response(status_code: int, message: str, **extra: Any) -> Response:
     return Response({"error": message, **extra}, status=status_code)
 
 
-__all__ = ["ApiError", "json_error_handler", "error_response", "status"]
+__all__ = ["ApiError", "call_translating_errors", "json_error_handler", "error_response", "status"]

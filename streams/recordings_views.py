@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from quietcast.api_errors import ApiError
+from quietcast.api_errors import call_translating_errors
 from streams import recordings
 from streams.api import RECORDING_FIELDS
 from streams.services import recording_as_json
@@ -123,16 +123,15 @@ class RecordingDetailsSerializer(serializers.Serializer):
 RECORDING_RESPONSE = inline_serializer("RecordingSummary", RECORDING_FIELDS)
 
 
+RECORDING_ERROR_STATUS = {
+    recordings.RecordingNotFound: status.HTTP_404_NOT_FOUND,
+    recordings.NotRecordingOwner: status.HTTP_403_FORBIDDEN,
+    recordings.InvalidRecordingDetails: status.HTTP_400_BAD_REQUEST,
+}
+
+
 def _call(operation, *args):
-    """Run a recording operation, turning its domain errors into API errors."""
-    try:
-        return operation(*args)
-    except recordings.RecordingNotFound as error:
-        raise ApiError(status.HTTP_404_NOT_FOUND, str(error)) from error
-    except recordings.NotRecordingOwner as error:
-        raise ApiError(status.HTTP_403_FORBIDDEN, str(error)) from error
-    except recordings.InvalidRecordingDetails as error:
-        raise ApiError(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    return call_translating_errors(RECORDING_ERROR_STATUS, operation, *args)
 
 
 class RecordingDetailView(APIView):

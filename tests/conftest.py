@@ -12,8 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from friends import services as friends
-
-PASSWORD = "correct-horse-battery-staple"
+from tests.live_server import PASSWORD
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 START_LIMIT_S = 30
+PASSWORD = "correct-horse-battery-staple"  # everyone's, in tests and benchmarks
+
+
+def seed_code(usernames: tuple[str, ...], friends: tuple[tuple[str, str], ...] = (), pending=()) -> str:
+    """Python for `prepare_database`: users (password PASSWORD), accepted friendships and pending requests."""
+    return f"""
+from django.contrib.auth import get_user_model
+from friends import services
+User = get_user_model()
+for name in {usernames!r}:
+    User.objects.create_user(username=name, password={PASSWORD!r})
+for sender, receiver in {friends!r}:
+    services.send_request(User.objects.get(username=sender), receiver)
+    services.accept_request(User.objects.get(username=receiver), sender)
+for sender, receiver in {tuple(pending)!r}:
+    services.send_request(User.objects.get(username=sender), receiver)
+"""
 
 
 def free_port() -> int:

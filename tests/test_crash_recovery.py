@@ -1,6 +1,7 @@
 """A server killed with SIGKILL mid-stream: on the next start the stream is ended and its recording saved."""
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -8,36 +9,27 @@ import pytest
 
 from audio_engine.client import PacedAudioTrack, connect_publisher, read_audio_file
 from quietcast_cli.api import QuietcastApi
-from tests.live_server import manage, prepare_database, running_daphne, server_environment
+from tests.live_server import PASSWORD, manage, prepare_database, running_daphne, seed_code, server_environment
 
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PASSWORD = "correct-horse-battery-staple"
-SEED = f"""
-from django.contrib.auth import get_user_model
-from friends import services
-User = get_user_model()
-for name in ("alice", "bob"):
-    User.objects.create_user(username=name, password={PASSWORD!r})
-services.send_request(User.objects.get(username="alice"), "bob")
-services.accept_request(User.objects.get(username="bob"), "alice")
-"""
+SEED = seed_code(("alice", "bob"), friends=(("alice", "bob"),))
 SECONDS_BEFORE_THE_CRASH = 3.0
 
 
-async def stream_until_killed(server, seconds: float) -> float:
-    """alice goes live and streams until the server is SIGKILLed; returns the seconds of audio she sent."""
+async def stream_until_stopped(server, *, denoise: bool, seconds: float, stop: Callable[[], None]) -> float:
+    """alice goes live and streams until `stop` is done to the server; returns the seconds of audio she sent."""
     async with aiohttp.ClientSession() as http:
         alice = QuietcastApi(server.url, http)
         await alice.login("alice", PASSWORD)
-        await alice.start_stream(denoise=True)
+        await alice.start_stream(denoise=denoise)
         track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
         publisher = await connect_publisher(track, alice.send_publisher_offer, [])
         while track.seconds_sent < seconds:
             await asyncio.sleep(0.05)
-        server.process.kill()
-        server.process.wait()
+        stop()
+        await asyncio.to_thread(server.process.wait, 15)
         sent = track.seconds_sent
         await publisher.close()
     return sent
@@ -54,7 +46,9 @@ async def test_a_killed_servers_stream_is_saved_on_the_next_start(tmp_path):
     env = server_environment(tmp_path, DENOISE_WORKERS="1")
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "first-run.log") as server:
-        seconds_sent = await stream_until_killed(server, SECONDS_BEFORE_THE_CRASH)
+        seconds_sent = await stream_until_stopped(
+            server, denoise=True, seconds=SECONDS_BEFORE_THE_CRASH, stop=server.process.kill
+        )
 
     assert list((tmp_path / "recordings").glob("*/*.partial.wav")), "a partial recording was left behind"
     report = manage(env, "recover_streams")
@@ -74,17 +68,8 @@ async def test_stopping_the_server_ends_live_streams_and_saves_them(tmp_path):
     env = server_environment(tmp_path, DENOISE_WORKERS="1")
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "first-run.log") as server:
-        async with aiohttp.ClientSession() as http:
-            alice = QuietcastApi(server.url, http)
-            await alice.login("alice", PASSWORD)
-            await alice.start_stream(denoise=False)
-            track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
-            publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-            while track.seconds_sent < 2.0:
-                await asyncio.sleep(0.05)
-            server.process.terminate()  # SIGTERM, as a service manager or Ctrl-C stops it
-            await asyncio.to_thread(server.process.wait, 15)
-            await publisher.close()
+        # SIGTERM, as a service manager or Ctrl-C stops it.
+        await stream_until_stopped(server, denoise=False, seconds=2.0, stop=server.process.terminate)
 
     assert not list((tmp_path / "recordings").glob("*/*.partial.wav"))
     assert manage(env, "recover_streams") == ""  # nothing was left for the next start to clean up

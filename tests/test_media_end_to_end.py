@@ -11,21 +11,12 @@ import pytest
 from audio_engine.client import PacedAudioTrack, connect_listener, connect_publisher, read_audio_file
 from quietcast_cli.api import ApiError, QuietcastApi
 from tests.audio_checks import level_db, pause_level_db
-from tests.live_server import prepare_database, running_daphne, server_environment
+from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_code, server_environment
 
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PASSWORD = "correct-horse-battery-staple"
-SEED = f"""
-from django.contrib.auth import get_user_model
-from friends import services
-User = get_user_model()
-for name in ("alice", "bob", "carol"):
-    User.objects.create_user(username=name, password={PASSWORD!r})
-services.send_request(User.objects.get(username="alice"), "bob")
-services.accept_request(User.objects.get(username="bob"), "alice")
-"""
+SEED = seed_code(("alice", "bob", "carol"), friends=(("alice", "bob"),))
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +48,8 @@ async def broadcast_and_listen(server: str, *, denoise: bool) -> dict:
         )
         with pytest.raises(ApiError, match=r"\(403\)"):
             await carol.send_listener_offer("alice", listener.localDescription.sdp)
+        with pytest.raises(ApiError, match=r"\(409\)"):  # a second tab may not publish over a connected one
+            await alice.send_publisher_offer(publisher.localDescription.sdp)
         track.play()
         await asyncio.wait_for(track.finished.wait(), 30)
         await asyncio.sleep(0.5)  # let the last packets arrive before stopping

@@ -8,20 +8,11 @@ import time
 import aiohttp
 import pytest
 
-from tests.live_server import prepare_database, running_daphne, server_environment
+from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_code, server_environment
 
 pytestmark = pytest.mark.redis
 
-PASSWORD = "correct-horse-battery-staple"
-SEED = f"""
-from django.contrib.auth import get_user_model
-from friends import services
-User = get_user_model()
-for name in ("alice", "bob", "carol"):
-    User.objects.create_user(username=name, password={PASSWORD!r})
-services.send_request(User.objects.get(username="alice"), "bob")
-services.accept_request(User.objects.get(username="bob"), "alice")
-"""
+SEED = seed_code(("alice", "bob", "carol"), friends=(("alice", "bob"),))
 
 
 async def token_for(http: aiohttp.ClientSession, base_url: str, username: str) -> str:

@@ -177,3 +177,46 @@ def test_concurrent_starts_leave_exactly_one_live_stream(api_client, alice):
         thread.join()
     assert sorted(statuses) == [201, 409, 409, 409]
     assert ActiveStream.objects.filter(owner=alice).count() == 1
+
+
+OFFER = {"sdp": "v=0\r\n", "type": "offer"}
+
+
+def test_a_publisher_offer_without_a_live_stream_is_a_409(api_client, alice):
+    response = api_client(alice).post("/api/stream/offer/", OFFER, format="json")
+    assert response.status_code == 409
+    assert "Start a stream" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"sdp": "v=0"}, {"sdp": "v=0", "type": "answer"}, {"sdp": ["v=0"], "type": "offer"}]
+)
+def test_a_malformed_offer_is_a_400(api_client, alice, body):
+    services.start_stream(alice)
+    for url in ("/api/stream/offer/", "/api/stream/listener/alice/offer/"):
+        response = api_client(alice).post(url, body, format="json")
+        assert response.status_code == 400, url
+        assert response.json()["error"]
+
+
+@pytest.mark.parametrize(("role", "expected"), [("anonymous", 401), ("stranger", 403), ("pending", 403)])
+def test_only_the_owner_and_friends_may_offer_to_listen(api_client, cast, role, expected):
+    services.start_stream(cast["owner"])
+    client = api_client(None if role == "anonymous" else cast[role])
+    response = client.post("/api/stream/listener/alice/offer/", OFFER, format="json")
+    assert response.status_code == expected
+    assert "error" in response.json()
+
+
+def test_listening_to_someone_who_is_not_live_is_a_404(api_client, cast):
+    response = api_client(cast["friend"]).post("/api/stream/listener/alice/offer/", OFFER, format="json")
+    assert response.status_code == 404
+    assert response.json() == {"error": "alice is not live."}
+
+
+def test_listening_to_an_unknown_user_is_a_404(api_client, alice):
+    assert api_client(alice).post("/api/stream/listener/nobody/offer/", OFFER, format="json").status_code == 404
+
+
+def test_anonymous_publisher_offer_is_a_401(api_client):
+    assert api_client().post("/api/stream/offer/", OFFER, format="json").status_code == 401

@@ -15,24 +15,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.live_server import prepare_database, running_daphne, server_environment
+from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_code, server_environment
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_MICROPHONE = REPO / "tests" / "fixtures" / "speech_noisy.wav"
 SCREENSHOTS = REPO / "docs"
-PASSWORD = "correct-horse-battery-staple"
-
-# Creates the cast and two finished recordings of alice's, inside the server's database.
-SEED = """
-from django.contrib.auth import get_user_model
-from friends import services
+CAST = seed_code(("alice", "bob", "carol", "dave"), friends=(("alice", "bob"),), pending=(("dave", "alice"),))
+# Two finished recordings of alice's, inside the server's database.
+SEED_RECORDINGS = """
 from streams.models import StreamRecording
-User = get_user_model()
-for name in ("alice", "bob", "carol", "dave"):
-    User.objects.create_user(username=name, password={password!r})
-services.send_request(User.objects.get(username="alice"), "bob")
-services.accept_request(User.objects.get(username="bob"), "alice")
-services.send_request(User.objects.get(username="dave"), "alice")
 for title, audio_path in (("Morning walk", "seed/morning.wav"), ("Short note", "seed/note.wav")):
     StreamRecording.objects.create(owner=User.objects.get(username="alice"), title=title,
         audio_path=audio_path, duration={duration!r}, denoise_enabled=True)
@@ -60,7 +51,7 @@ def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
     for name in ("morning.wav", "note.wav"):
         (recordings_dir / "seed" / name).write_bytes(FAKE_MICROPHONE.read_bytes())
     env = server_environment(workdir)
-    prepare_database(env, SEED.format(password=PASSWORD, duration=_seconds_of_audio(FAKE_MICROPHONE)))
+    prepare_database(env, CAST + SEED_RECORDINGS.format(duration=_seconds_of_audio(FAKE_MICROPHONE)))
     with running_daphne(env, workdir / "daphne.log") as server:
         yield QuietcastServer(url=server.url, recordings_dir=recordings_dir)
 

@@ -90,6 +90,10 @@ def test_reloading_while_live_keeps_the_stream_and_the_timer(log_in):
     alice.wait_for_timeout(1100)
     assert timer_seconds(alice) >= 4
     assert stream_status(alice, "alice")["is_streaming"] is True
+    # The reloaded page sends its microphone again, into the same stream.
+    alice.wait_for_timeout(2000)
+    expect(alice.locator("[data-stream-error]")).to_be_hidden()
+    assert stream_status(alice, "alice")["is_streaming"] is True
     stop_live(alice)
 
 

@@ -25,10 +25,6 @@ def wav_duration(path: Path) -> float:
         return wav.getnframes() / wav.getframerate()
 
 
-def level_db(samples: np.ndarray) -> float:
-    return 10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12)
-
-
 @dataclass
 class RecordedEvents:
     """An EngineEvents that remembers what the engine reported."""
@@ -56,8 +52,15 @@ class ListeningPeer:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
 
 
-async def start_publisher(engine: MediaEngine, session_id: str, samples: np.ndarray, *, denoise: bool,
-                          recording_path: Path, autoplay: bool = False):
+async def start_publisher(
+    engine: MediaEngine,
+    session_id: str,
+    samples: np.ndarray,
+    *,
+    denoise: bool,
+    recording_path: Path,
+    autoplay: bool = False,
+):
     track = PacedAudioTrack(samples, autoplay=autoplay)
 
     async def signal(offer: str) -> str:

@@ -41,8 +41,9 @@ def api_app(engine: MediaEngine, recordings) -> web.Application:
 
     async def offer(request: web.Request) -> web.Response:
         name = user(request)
-        answer = await engine.publish(name, (await request.json())["sdp"], denoise=denoise_of[name],
-                                      recording_path=recordings / f"{name}.wav")
+        answer = await engine.publish(
+            name, (await request.json())["sdp"], denoise=denoise_of[name], recording_path=recordings / f"{name}.wav"
+        )
         return web.json_response({"sdp": answer, "type": "answer", "session_id": name})
 
     async def stop(request: web.Request) -> web.Response:
@@ -74,8 +75,7 @@ async def test_cli_publishes_a_file_and_a_friend_hears_it(tmp_path):
         alice, bob = QuietcastApi(base, session), QuietcastApi(base, session)
         await alice.login("alice", "pw")
         await bob.login("bob", "pw")
-        publishing = asyncio.create_task(
-            publish(alice, FIXTURE_DIR / "speech_noisy.wav", denoise=True, seconds=3))
+        publishing = asyncio.create_task(publish(alice, FIXTURE_DIR / "speech_noisy.wav", denoise=True, seconds=3))
         await wait_until(lambda: engine.is_publishing("alice"))
         heard = await listen(bob, "alice", tmp_path / "heard.wav", seconds=10)
         sent = await publishing
@@ -100,16 +100,41 @@ def test_cli_reports_api_errors_in_one_line(tmp_path, capsys):
                 engine_ready.set()
                 while not stop.is_set():
                     await asyncio.sleep(0.05)
+
         asyncio.run(run())
 
     thread = threading.Thread(target=serve)
     thread.start()
     engine_ready.wait(10)
     try:
-        wrong_password = main(["--server", urls[0], "listen", "--user", "bob", "--password", "nope", "alice",
-                               "--out", str(tmp_path / "x.wav")])
-        not_live = main(["--server", urls[0], "listen", "--user", "bob", "--password", "pw", "alice",
-                         "--out", str(tmp_path / "x.wav")])
+        wrong_password = main(
+            [
+                "--server",
+                urls[0],
+                "listen",
+                "--user",
+                "bob",
+                "--password",
+                "nope",
+                "alice",
+                "--out",
+                str(tmp_path / "x.wav"),
+            ]
+        )
+        not_live = main(
+            [
+                "--server",
+                urls[0],
+                "listen",
+                "--user",
+                "bob",
+                "--password",
+                "pw",
+                "alice",
+                "--out",
+                str(tmp_path / "x.wav"),
+            ]
+        )
     finally:
         stop.set()
         thread.join()

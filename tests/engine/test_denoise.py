@@ -12,8 +12,9 @@ import pytest
 from audio_engine import DenoiserUnavailable
 from audio_engine.denoise import DeepFilterDenoiser, DenoiseSettings, PassthroughDenoiser
 from audio_engine.denoise_pool import DenoiseWorkerPool
+from tests.audio_checks import level_db
 
-from .helpers import level_db, wait_until
+from .helpers import wait_until
 
 SECONDS = 3
 

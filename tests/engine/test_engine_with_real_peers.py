@@ -8,45 +8,24 @@ import numpy as np
 import pytest
 
 from audio_engine import InvalidOffer, PublisherExists, StreamNotFound
+from tests.audio_checks import level_db, pause_level_db
 
-from .helpers import level_db, read_wav, start_listener, start_publisher, wait_until, wav_duration
+from .helpers import read_wav, start_listener, start_publisher, wait_until, wav_duration
 
 pytestmark = pytest.mark.slow
 
 FRAME = 960
 
 
-def align(received: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """`received` shifted so that it lines up with `reference` (cross-correlation of the envelopes)."""
-    def envelope(x: np.ndarray) -> np.ndarray:
-        frames = len(x) // 480
-        return np.sqrt(np.mean(x[: frames * 480].reshape(frames, 480) ** 2, axis=1))
-
-    env_rx, env_ref = envelope(received), envelope(reference)
-    corr = np.correlate(env_rx - env_rx.mean(), env_ref - env_ref.mean(), mode="full")
-    lag_hops = int(np.argmax(corr)) - (len(env_ref) - 1)
-    start = max(0, lag_hops * 480)
-    return received[start : start + len(reference)]
-
-
-def pause_level_db(received: np.ndarray, clean: np.ndarray) -> float:
-    """Level of the received audio where the clean reference is silent (speech pauses)."""
-    aligned = align(received, clean)
-    frames = len(aligned) // FRAME
-    clean_frames = clean[: frames * FRAME].reshape(frames, FRAME)
-    silent = np.max(np.abs(clean_frames), axis=1) < 1e-3
-    # Stay clear of the speech edges.
-    silent &= np.roll(silent, 3) & np.roll(silent, -3)
-    return level_db(aligned[: frames * FRAME].reshape(frames, FRAME)[silent])
-
-
-async def test_listener_hears_denoised_audio_and_recording_matches(engine, events, noisy_speech, clean_speech,
-                                                                    tmp_path):
+async def test_listener_hears_denoised_audio_and_recording_matches(
+    engine, events, noisy_speech, clean_speech, tmp_path
+):
     sessions = {"denoised": True, "raw": False}
     publishers, listeners = {}, {}
     for name, denoise in sessions.items():
-        publishers[name] = await start_publisher(engine, name, noisy_speech, denoise=denoise,
-                                                 recording_path=tmp_path / f"{name}.wav")
+        publishers[name] = await start_publisher(
+            engine, name, noisy_speech, denoise=denoise, recording_path=tmp_path / f"{name}.wav"
+        )
         listeners[name] = await start_listener(engine, name)
     await wait_until(lambda: all(len(listener.chunks) > 10 for listener in listeners.values()))
     for _pc, track in publishers.values():
@@ -80,8 +59,7 @@ async def test_listener_hears_denoised_audio_and_recording_matches(engine, event
 
 
 async def test_second_publisher_for_a_session_is_refused(engine, noisy_speech, tmp_path):
-    pc, _track = await start_publisher(engine, "s1", noisy_speech, denoise=False,
-                                       recording_path=tmp_path / "s1.wav")
+    pc, _track = await start_publisher(engine, "s1", noisy_speech, denoise=False, recording_path=tmp_path / "s1.wav")
     with pytest.raises(PublisherExists):
         await start_publisher(engine, "s1", noisy_speech, denoise=False, recording_path=tmp_path / "again.wav")
     with pytest.raises(StreamNotFound):
@@ -92,8 +70,9 @@ async def test_second_publisher_for_a_session_is_refused(engine, noisy_speech, t
 
 
 async def test_publisher_that_disconnects_is_reported_gone(engine, events, noisy_speech, tmp_path):
-    pc, _track = await start_publisher(engine, "s2", noisy_speech, denoise=False, autoplay=True,
-                                       recording_path=tmp_path / "s2.wav")
+    pc, _track = await start_publisher(
+        engine, "s2", noisy_speech, denoise=False, autoplay=True, recording_path=tmp_path / "s2.wav"
+    )
     await wait_until(lambda: engine._broadcasts["s2"].recorder.duration_s > 0.2)
     await pc.close()
     await wait_until(lambda: events.gone == ["s2"], timeout_s=15)
@@ -128,8 +107,9 @@ def tone_seconds(samples: np.ndarray, frequency_hz: float) -> float:
 
 async def test_gone_publisher_is_replaced_and_listeners_hear_the_new_one(engine, events, tmp_path):
     recording_path = tmp_path / "s3.wav"
-    first_pc, _track = await start_publisher(engine, "s3", tone(440, 30), denoise=False, autoplay=True,
-                                             recording_path=recording_path)
+    first_pc, _track = await start_publisher(
+        engine, "s3", tone(440, 30), denoise=False, autoplay=True, recording_path=recording_path
+    )
     listener = await start_listener(engine, "s3")
     await wait_until(lambda: tone_seconds(listener.audio, 440) > 1.0)
     assert engine.has_live_publisher("s3") and engine.session_ids() == ["s3"]
@@ -140,8 +120,9 @@ async def test_gone_publisher_is_replaced_and_listeners_hear_the_new_one(engine,
     heard_before = len(listener.audio)
 
     # The reloaded page publishes again; its own denoise flag and path are ignored.
-    second_pc, _track = await start_publisher(engine, "s3", tone(1320, 30), denoise=True, autoplay=True,
-                                              recording_path=tmp_path / "ignored.wav")
+    second_pc, _track = await start_publisher(
+        engine, "s3", tone(1320, 30), denoise=True, autoplay=True, recording_path=tmp_path / "ignored.wav"
+    )
     assert engine.has_live_publisher("s3") and engine.session_ids() == ["s3"]
     await wait_until(lambda: tone_seconds(listener.audio[heard_before:], 1320) > 1.0, timeout_s=15)
     assert listener.pc.connectionState == "connected" and engine.listener_count("s3") == 1
@@ -168,18 +149,21 @@ async def test_gone_publisher_is_replaced_and_listeners_hear_the_new_one(engine,
     assert first_part + second_part > result.duration_s - 0.5, (first_part, second_part, result.duration_s)
 
 
-async def test_denoised_session_keeps_denoising_after_the_publisher_is_replaced(engine, events, noisy_speech,
-                                                                                clean_speech, tmp_path):
-    first_pc, first = await start_publisher(engine, "s4", noisy_speech, denoise=True, autoplay=True,
-                                            recording_path=tmp_path / "s4.wav")
+async def test_denoised_session_keeps_denoising_after_the_publisher_is_replaced(
+    engine, events, noisy_speech, clean_speech, tmp_path
+):
+    first_pc, first = await start_publisher(
+        engine, "s4", noisy_speech, denoise=True, autoplay=True, recording_path=tmp_path / "s4.wav"
+    )
     listener = await start_listener(engine, "s4")
     await wait_until(lambda: engine._broadcasts["s4"].recorder.duration_s > 1.5)
     await first_pc.close()
     await wait_until(lambda: events.gone == ["s4"], timeout_s=15)
     heard_before = len(listener.audio)
 
-    second_pc, second = await start_publisher(engine, "s4", noisy_speech, denoise=False,
-                                              recording_path=tmp_path / "ignored.wav")
+    second_pc, second = await start_publisher(
+        engine, "s4", noisy_speech, denoise=False, recording_path=tmp_path / "ignored.wav"
+    )
     await wait_until(lambda: len(listener.audio) - heard_before > 48_000)  # silence before play()
     second.play()
     await asyncio.wait_for(second.finished.wait(), 20)
@@ -191,7 +175,10 @@ async def test_denoised_session_keeps_denoising_after_the_publisher_is_replaced(
 
     # Both connections' audio is in the one recording, back to back.
     assert abs(result.duration_s - first.seconds_sent - second.seconds_sent) < 0.6, (
-        result.duration_s, first.seconds_sent, second.seconds_sent)
+        result.duration_s,
+        first.seconds_sent,
+        second.seconds_sent,
+    )
     # The listener heard the new publisher's speech, still denoised (the first publish's flag).
     after = listener.audio[heard_before:]
     assert level_db(after) > level_db(noisy_speech) - 12

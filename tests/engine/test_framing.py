@@ -49,8 +49,9 @@ def test_odd_sized_frames_are_regrouped_into_whole_hops():
 def test_other_rates_are_resampled_to_48k_without_level_change():
     framer = MonoHopFramer()
     signal = tone(16_000, rate=16_000)
-    out = np.concatenate([framer.push(s16_frame(signal[i : i + 320], "stereo", 16_000))
-                          for i in range(0, len(signal), 320)])
+    out = np.concatenate(
+        [framer.push(s16_frame(signal[i : i + 320], "stereo", 16_000)) for i in range(0, len(signal), 320)]
+    )
     assert abs(len(out) - 48_000) <= 2 * HOP_SAMPLES
     rms = np.sqrt(np.mean(out[4800:40000] ** 2))
     assert abs(20 * np.log10(rms / (0.5 / np.sqrt(2)))) < 0.5
@@ -74,7 +75,7 @@ def test_stereo_frame_for_aiortc_carries_mono_on_both_channels():
 def test_opus_encoder_makes_one_20ms_packet_per_frame_that_decodes_at_full_level():
     encoder = OpusPacketEncoder()
     signal = tone(48_000)
-    packets = [packet for start in range(0, len(signal), 480) for packet in encoder.encode(signal[start:start + 480])]
+    packets = [packet for start in range(0, len(signal), 480) for packet in encoder.encode(signal[start : start + 480])]
     assert len(packets) >= 48
     assert [p.pts for p in packets[:3]] == [0, 960, 1920]
     decoder = av.CodecContext.create("libopus", "r")
