@@ -62,12 +62,21 @@ async def _run_lifecycle_work() -> None:
             logger.exception("stream lifecycle work failed: %s%s", coroutine_function, args)
 
 
+# How many times each session's publisher has gone: a grace timer acts only if no later one has started.
+_publisher_losses: dict[str, int] = {}
+
+
 async def _end_if_publisher_stays_gone(session_id: str) -> None:
     """A dropped broadcaster gets the same grace as a closed presence socket: a reloaded page re-publishes."""
     from streams import services
 
+    loss = _publisher_losses[session_id] = _publisher_losses.get(session_id, 0) + 1
+
     async def later() -> None:
         await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
+        if _publisher_losses.get(session_id) != loss:
+            return  # the publisher came back and went again: the newer timer decides
+        _publisher_losses.pop(session_id, None)
         if _engine is not None and _engine.has_live_publisher(session_id):
             return
         await sync_to_async(services.end_stream_session)(session_id, reason="broadcaster connection lost")

@@ -22,7 +22,7 @@ SEED = seed_code(("alice", "bob", "carol"), friends=(("alice", "bob"),))
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("media-server")
-    env = server_environment(workdir, DENOISE_WORKERS="1")
+    env = server_environment(workdir, DENOISE_WORKERS="1", STREAM_RECONNECT_GRACE_SECONDS="1")
     prepare_database(env, SEED)
     with running_daphne(env, workdir / "daphne.log") as daphne:
         yield daphne.url
@@ -78,3 +78,23 @@ async def test_friend_hears_the_stream_denoised_and_the_recording_is_saved(serve
         recording = run["recording"]
         assert recording["denoise_enabled"] is denoise
         assert abs(recording["duration"] - run["seconds_sent"]) <= 0.3, (recording["duration"], run["seconds_sent"])
+
+
+async def test_a_dropped_broadcaster_connection_ends_the_stream_and_saves_it(server):
+    async with aiohttp.ClientSession() as http:
+        alice, bob = [await logged_in(http, server, name) for name in ("alice", "bob")]
+        await alice.start_stream(denoise=False)
+        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
+        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+        listener, listening = await connect_listener(
+            lambda offer: bob.send_listener_offer("alice", offer), lambda _samples, _at: None, []
+        )
+        while track.seconds_sent < 1.5:
+            await asyncio.sleep(0.05)
+        await publisher.close()  # the tab crashed or the network went: no Stop, no beacon
+        await asyncio.wait_for(listening, 10)  # the grace period passes and the stream is ended for alice
+        status = await bob._call("GET", "/api/stream/status/alice/")
+        recordings = (await bob._call("GET", "/api/recordings/alice/"))["recordings"]
+        await listener.close()
+    assert status["is_streaming"] is False
+    assert recordings[0]["denoise_enabled"] is False and recordings[0]["duration"] >= 1.0

@@ -6,6 +6,10 @@ import { StreamPanel } from "./stream-panel.js";
 import { negotiate, newPeerConnection } from "./webrtc.js";
 
 // The server removes noise, so the browser's own suppression is turned off: doing it twice muffles speech.
+// A reloaded page re-offers its microphone while the server still holds the old page's connection; the server
+// lets go of it within its media timeout (10 s by default).
+const RECONNECT_PATIENCE_MS = 15_000;
+const RECONNECT_RETRY_MS = 1_000;
 const MICROPHONE_CONSTRAINTS = { audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: true } };
 
 export function microphoneProblem(error) {
@@ -96,7 +100,7 @@ export class Broadcaster {
     await this.connectAudio({ reconnecting: false });
   }
 
-  async connectAudio({ reconnecting }) {
+  async connectAudio({ reconnecting, retryUntil = Date.now() + RECONNECT_PATIENCE_MS }) {
     try {
       this.microphone ??= await openMicrophone();
       this.meter.attach(this.microphone);
@@ -110,6 +114,15 @@ export class Broadcaster {
       await negotiate(this.peer, "/api/stream/offer/");
       if (reconnecting) this.panel.say("You are live. Your microphone is connected again.", { loud: true });
     } catch (error) {
+      // After a reload the server may not yet have noticed that the old page's connection is gone (409):
+      // it does within its media timeout, so keep offering until then.
+      if (reconnecting && error.status === 409 && Date.now() < retryUntil && this.panel.isLive) {
+        this.peer?.close();
+        this.peer = null;
+        this.panel.say("Reconnecting your microphone…");
+        setTimeout(() => this.connectAudio({ reconnecting, retryUntil }), RECONNECT_RETRY_MS);
+        return;
+      }
       this.panel.showError(error.plainWords ?? `Your audio could not be sent to the server: ${error.message}`);
     }
   }
@@ -166,6 +179,8 @@ export class Broadcaster {
       if (this.panel.isLive && !this.reloading) {
         sendBeaconForm("/api/stream/stop/", { duration: this.panel.elapsedSeconds().toFixed(1) });
       }
+      // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
+      this.peer?.close();
     });
   }
 }
