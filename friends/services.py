@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from friends.models import FriendRequest, Friendship
+from friends.signals import friendship_changed
 
 User = get_user_model()
 
@@ -135,15 +136,16 @@ def send_request(from_user: AbstractBaseUser, to_username: str) -> tuple[SendRes
         _lock_pair(from_user, to_user)
         if are_friends(from_user, to_user):
             return "friends", False
-        if FriendRequest.objects.filter(from_user=to_user, to_user=from_user).exists():
-            _make_friends(from_user, to_user)
-            return "accepted", False
-        try:
-            with transaction.atomic():
-                _, created = FriendRequest.objects.get_or_create(from_user=from_user, to_user=to_user)
-        except IntegrityError:
-            created = False
-        return "pending", created
+        if not FriendRequest.objects.filter(from_user=to_user, to_user=from_user).exists():
+            try:
+                with transaction.atomic():
+                    _, created = FriendRequest.objects.get_or_create(from_user=from_user, to_user=to_user)
+            except IntegrityError:
+                created = False
+            return "pending", created
+        _make_friends(from_user, to_user)
+    friendship_changed.send(sender=Friendship, user_a=from_user, user_b=to_user, are_friends=True)
+    return "accepted", False
 
 
 def accept_request(user: AbstractBaseUser, from_username: str) -> Literal["accepted"]:
@@ -153,6 +155,7 @@ def accept_request(user: AbstractBaseUser, from_username: str) -> Literal["accep
         if not FriendRequest.objects.filter(from_user=sender, to_user=user).exists():
             raise NothingToActOn(f"{sender.username} has not sent you a friend request.")
         _make_friends(user, sender)
+    friendship_changed.send(sender=Friendship, user_a=user, user_b=sender, are_friends=True)
     return "accepted"
 
 
@@ -180,6 +183,7 @@ def remove_friend(user: AbstractBaseUser, username: str) -> Literal["removed"]:
     deleted, _ = Friendship.objects.filter(user_low=low, user_high=high).delete()
     if not deleted:
         raise NothingToActOn(f"You and {other.username} are not friends.")
+    friendship_changed.send(sender=Friendship, user_a=user, user_b=other, are_friends=False)
     return "removed"
 
 

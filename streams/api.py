@@ -178,5 +178,5 @@ class ListenerOfferView(APIView):
         stream = services.active_stream_of(owner)
         if stream is None:
             raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.")
-        answer = _negotiate(media.listen, stream.session_id, offer_sdp)
+        answer = _negotiate(media.listen, stream.session_id, offer_sdp, listener_user_id=request.user.pk)
         return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})

@@ -64,9 +64,9 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated:
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        session_to_end = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
-        if session_to_end is not None:
-            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, session_to_end))
+        loss = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
+        if loss is not None:
+            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss))
             _grace_tasks.add(task)
             task.add_done_callback(_grace_tasks.discard)
 
@@ -94,9 +94,9 @@ class PresenceConsumer(JsonConsumer):
         )
 
 
-async def _end_after_grace(user_id: int, session_id) -> None:
+async def _end_after_grace(user_id: int, loss: services.PresenceLoss) -> None:
     await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
-    await database_sync_to_async(services.end_if_abandoned)(user_id, session_id)
+    await database_sync_to_async(services.end_if_abandoned)(user_id, loss)
 
 
 class StreamConsumer(JsonConsumer):
@@ -109,15 +109,17 @@ class StreamConsumer(JsonConsumer):
         if owner is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = events.stream_group(owner.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.owner_id = owner.pk
+        self.groups_joined = [events.stream_group(owner.pk), events.viewer_group(viewer.pk)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         status = await database_sync_to_async(services.stream_status)(owner)
         await self.send_json({"type": "stream_status", **status})
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         self.log_received(content)
@@ -128,6 +130,10 @@ class StreamConsumer(JsonConsumer):
 
     async def stream_ended(self, event: dict) -> None:
         await self.send_json({"type": "stream_ended"})
+
+    async def viewer_access_revoked(self, event: dict) -> None:
+        if event["owner_id"] == self.owner_id:
+            await self.close(code=CLOSE_FORBIDDEN)
 
 
 def _allowed_owner(viewer, username: str):

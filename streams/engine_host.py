@@ -114,12 +114,18 @@ async def publish(session_id: str, offer_sdp: str, *, denoise: bool, recording_p
 PUBLISHER_WAIT_S = 5.0
 
 
-async def listen(session_id: str, offer_sdp: str) -> str:
+async def listen(session_id: str, offer_sdp: str, *, listener_key: str) -> str:
     media_engine = engine()
     deadline = asyncio.get_running_loop().time() + PUBLISHER_WAIT_S
     while not media_engine.is_publishing(session_id) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-    return await media_engine.listen(session_id, offer_sdp)
+    return await media_engine.listen(session_id, offer_sdp, listener_key=listener_key)
+
+
+def disconnect_listener(session_id: str, listener_key: str) -> None:
+    """Blocking: close every listener connection tagged `listener_key` in the session, if this process has it."""
+    if _engine is not None and _engine.is_publishing(session_id):
+        async_to_sync(_engine.disconnect_listeners)(session_id, listener_key)
 
 
 def end_session(session_id: str) -> RecordingResult | None:

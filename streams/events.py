@@ -2,7 +2,7 @@
 
 Presence: every user's presence sockets join `presence_group(user_id)`; an event about alice is sent to the
 presence group of each of alice's friends, so strangers never hear about her.
-Stream: `/ws/stream/<owner>/` sockets join `stream_group(owner_id)`.
+Stream: `/ws/stream/<owner>/` sockets join `stream_group(owner_id)` and their viewer's `viewer_group(user_id)`.
 """
 
 import logging
@@ -19,6 +19,7 @@ STATUS_CHANGED = "presence.status_changed"
 RECORDING_SAVED = "presence.recording_saved"
 LISTENERS_CHANGED = "stream.listeners_changed"
 STREAM_ENDED = "stream.ended"
+ACCESS_REVOKED = "viewer.access_revoked"
 
 
 def presence_group(user_id: int) -> str:
@@ -27,6 +28,11 @@ def presence_group(user_id: int) -> str:
 
 def stream_group(owner_id: int) -> str:
     return f"quietcast.stream.{owner_id}"
+
+
+def viewer_group(viewer_id: int) -> str:
+    """Every stream socket a person has open, whoever's stream it watches (to close them when unfriended)."""
+    return f"quietcast.viewer.{viewer_id}"
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
@@ -45,3 +51,7 @@ def tell_friends(friend_ids: Iterable[int], message: dict[str, Any]) -> None:
 
 def tell_stream_watchers(owner_id: int, message: dict[str, Any]) -> None:
     _send(stream_group(owner_id), message)
+
+
+def revoke_stream_access(viewer_id: int, owner_id: int) -> None:
+    _send(viewer_group(viewer_id), {"type": ACCESS_REVOKED, "owner_id": owner_id})

@@ -131,7 +131,7 @@ def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bo
         raise MediaError(503, "Noise removal is unavailable on the server right now. Try without denoise.") from error
 
 
-def listen(session_id: uuid.UUID, offer_sdp: str) -> str:
+def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int) -> str:
     """Blocking: connect a listener's offer to a live session; returns the answer SDP."""
     from asgiref.sync import async_to_sync
 
@@ -139,8 +139,15 @@ def listen(session_id: uuid.UUID, offer_sdp: str) -> str:
     from streams import engine_host
 
     try:
-        return async_to_sync(engine_host.listen)(str(session_id), offer_sdp)
+        return async_to_sync(engine_host.listen)(str(session_id), offer_sdp, listener_key=str(listener_user_id))
     except StreamNotFound as error:
         raise MediaError(404, "The stream has not started sending audio yet. Try again in a moment.") from error
     except InvalidOffer as error:
         raise MediaError(400, f"The WebRTC offer cannot be answered: {error}") from error
+
+
+def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
+    """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
+    from streams import engine_host
+
+    engine_host.disconnect_listener(str(session_id), listener_key=str(listener_user_id))

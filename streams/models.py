@@ -13,6 +13,9 @@ class ActiveStream(models.Model):
     denoise_enabled = models.BooleanField(default=True)
     # Kept in the database, not only in the media process, so any server process can answer a status request.
     listener_count = models.PositiveIntegerField(default=0)
+    # When the broadcaster's last presence socket closed (None while one is open). A grace timer ends the stream
+    # only if this still holds the moment it started from: a reconnect clears it, a later loss replaces it.
+    presence_lost_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"

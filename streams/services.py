@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -175,31 +176,57 @@ def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
         events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
 
 
+def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, are_friends: bool, **_) -> None:
+    """A new friend sees a live stream at once; an unfriended person stops seeing, watching and hearing it."""
+    for owner, viewer in ((user_a, user_b), (user_b, user_a)):
+        stream = active_stream_of(owner)
+        if stream is not None:
+            events.tell_friends(
+                [viewer.pk], {"type": events.STATUS_CHANGED, "username": owner.username, "is_streaming": are_friends}
+            )
+            if not are_friends:
+                media.disconnect_listener(stream.session_id, viewer.pk)
+        if not are_friends:
+            events.revoke_stream_access(viewer_id=viewer.pk, owner_id=owner.pk)
+
+
 # --- presence sockets and the reconnect grace period --------------------------------------------------------
 
 
 def presence_connected(user: AbstractBaseUser, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
+    ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(presence_lost_at=None)
 
 
-def presence_disconnected(user: AbstractBaseUser, channel_name: str) -> uuid.UUID | None:
-    """Forget one presence socket. Returns the session to end later if the user is live with none left open."""
+@dataclass(frozen=True)
+class PresenceLoss:
+    session_id: uuid.UUID
+    lost_at: datetime
+
+
+def presence_disconnected(user: AbstractBaseUser, channel_name: str) -> PresenceLoss | None:
+    """Forget one presence socket. When a live user has none left, returns what `end_if_abandoned` needs."""
     PresenceConnection.objects.filter(channel_name=channel_name).delete()
+    if PresenceConnection.objects.filter(user=user).exists():
+        return None
+    lost_at = timezone.now()
     stream = active_stream_of(user)
-    if stream is None or PresenceConnection.objects.filter(user=user).exists():
+    if stream is None or not ActiveStream.objects.filter(pk=stream.pk).update(presence_lost_at=lost_at):
         return None
-    return stream.session_id
+    return PresenceLoss(session_id=stream.session_id, lost_at=lost_at)
 
 
-def end_if_abandoned(user_id: int, session_id: uuid.UUID) -> EndedStream | None:
-    """After the grace period: end the stream unless the broadcaster came back (a reload reconnects)."""
-    if PresenceConnection.objects.filter(user_id=user_id).exists():
-        return None
-    user = User.objects.filter(pk=user_id).first()
-    if user is None:
+def end_if_abandoned(user_id: int, loss: PresenceLoss) -> EndedStream | None:
+    """After the grace period: end the stream unless the broadcaster came back (a reload reconnects) or left
+    again later (then the later loss's timer decides)."""
+    still_lost = ActiveStream.objects.filter(
+        owner_id=user_id, session_id=loss.session_id, presence_lost_at=loss.lost_at
+    ).select_related("owner")
+    stream = still_lost.first()
+    if stream is None:
         return None
     try:
-        return end_stream(user, reason="presence socket closed", session_id=session_id)
+        return end_stream(stream.owner, reason="presence socket closed", session_id=loss.session_id)
     except NotLive:
         return None
 

@@ -265,3 +265,68 @@ async def test_stream_socket_carries_listener_counts_and_the_end(channel_layer, 
     await socket.send_json_to({"action": "anything"})
     assert (await socket.receive_json_from())["type"] == "error"
     await socket.disconnect()
+
+
+# --- friendships that change while someone is live ----------------------------------------------------------
+
+
+async def test_a_new_friend_sees_a_live_stream_at_once(channel_layer, cast):
+    from friends import services as friends
+
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    socket, _, _ = await connect("/ws/presence/", cast["stranger"])
+    assert (await socket.receive_json_from())["streaming_users"] == []
+    await database_sync_to_async(friends.send_request)(cast["stranger"], "alice")
+    await expect_silence(socket)  # a request is not friendship
+    await database_sync_to_async(friends.accept_request)(cast["owner"], "carol")
+    assert await socket.receive_json_from(timeout=1) == {
+        "type": "streaming_status_update",
+        "username": "alice",
+        "is_streaming": True,
+    }
+    await socket.disconnect()
+
+
+async def test_an_unfriended_person_stops_seeing_and_watching_the_stream(channel_layer, cast):
+    from friends import services as friends
+
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    presence, _, _ = await connect("/ws/presence/", cast["friend"])
+    await presence.receive_json_from()
+    watcher, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    await watcher.receive_json_from()
+    await database_sync_to_async(friends.remove_friend)(cast["owner"], "bob")
+    assert await presence.receive_json_from(timeout=1) == {
+        "type": "streaming_status_update",
+        "username": "alice",
+        "is_streaming": False,
+    }
+    assert await watcher.receive_output(timeout=1) == {"type": "websocket.close", "code": 4403}
+    await presence.disconnect()
+
+
+async def test_unfriending_closes_only_the_stream_sockets_of_that_pair(channel_layer, cast, make_user):
+    from friends import services as friends
+
+    zed = await database_sync_to_async(make_user)("zed")
+    await database_sync_to_async(friends.send_request)(zed, "bob")
+    await database_sync_to_async(friends.accept_request)(cast["friend"], "zed")
+    watching_zed, _, _ = await connect("/ws/stream/zed/", cast["friend"])
+    await watching_zed.receive_json_from()
+    await database_sync_to_async(friends.remove_friend)(cast["owner"], "bob")
+    await expect_silence(watching_zed)
+    await watching_zed.disconnect()
+
+
+async def test_leaving_again_after_a_reconnect_gets_a_full_grace_period(channel_layer, cast, settings):
+    settings.STREAM_RECONNECT_GRACE_SECONDS = 0.6
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await broadcaster.disconnect()
+    await asyncio.sleep(0.3)
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await broadcaster.disconnect()  # gone again, 0.3 s into the first grace period
+    await asyncio.sleep(0.45)  # the first period is over, the second is not
+    assert await database_sync_to_async(ActiveStream.objects.filter(owner=cast["owner"]).exists)()
+    await asyncio.sleep(0.5)
+    assert not await database_sync_to_async(ActiveStream.objects.filter(owner=cast["owner"]).exists)()
