@@ -4,24 +4,11 @@ import re
 import time
 
 import pytest
-from django.urls import Resolver404, resolve
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
 TIMER = re.compile(r"^(\d\d):(\d\d)$")
-
-
-def media_endpoints_exist() -> bool:
-    try:
-        resolve("/api/stream/offer/")
-        resolve("/api/stream/listener/alice/offer/")
-    except Resolver404:
-        return False
-    return True
-
-
-needs_media = pytest.mark.skipif(not media_endpoints_exist(), reason="the WebRTC offer endpoints are not routed")
 
 
 # Lets the test read getStats() of the page's peer connections without the page exposing them.
@@ -77,6 +64,19 @@ def test_friends_see_the_live_badge_within_a_second_and_strangers_see_nothing(lo
     stop_live(alice)
     expect(badge).to_have_count(0, timeout=1000)
     assert stream_status(alice, "alice")["is_streaming"] is False
+
+
+def test_badges_still_update_by_polling_while_the_presence_socket_is_down(log_in):
+    alice = log_in("alice")
+    bob = log_in("bob")
+    bob.route_web_socket(re.compile(r".*/ws/presence/$"), lambda socket: socket.close())
+    bob.goto("/")
+    badge = bob.locator('[data-status-for="alice"] .badge.live')
+    expect(badge).to_have_count(0)
+    go_live(alice)
+    expect(badge).to_be_visible(timeout=7000)  # the next poll of /api/friends/ (every 5 s)
+    stop_live(alice)
+    expect(badge).to_have_count(0, timeout=7000)
 
 
 def test_reloading_while_live_keeps_the_stream_and_the_timer(log_in):
@@ -176,7 +176,6 @@ def test_the_owner_renames_and_deletes_a_recording(log_in, quietcast_server):
     assert not (quietcast_server.recordings_dir / "seed" / "note.wav").exists()
 
 
-@needs_media
 def test_a_friend_hears_the_stream_and_gets_the_recording(log_in, screenshots_dir):
     alice, bob = log_in("alice"), log_in("bob")
     bob.add_init_script(KEEP_PEER_CONNECTIONS)
