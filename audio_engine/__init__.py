@@ -8,7 +8,9 @@ The whole interface used by the web application:
     answer_sdp = await engine.publish(session_id, offer_sdp, denoise=True, recording_path=Path(".../x.wav"))
         # raises PublisherExists (a live publisher already publishes it), InvalidOffer,
         # DenoiserUnavailable (model cannot load)
-    answer_sdp = await engine.listen(session_id, offer_sdp)     # raises StreamNotFound, InvalidOffer
+    answer_sdp = await engine.listen(session_id, offer_sdp, listener_key="42")  # StreamNotFound, InvalidOffer
+        # listener_key (optional) says who listens, so that `disconnect_listeners` can cut them off later
+    closed = await engine.disconnect_listeners(session_id, "42")  # e.g. they are no longer allowed to listen
     result = await engine.end(session_id)               # RecordingResult(path, duration_s), or None if unknown
     engine.listener_count(session_id) -> int
     engine.is_publishing(session_id) -> bool        # the engine holds the session (until end())
@@ -34,9 +36,11 @@ Recordings: 48 kHz mono 16-bit WAV written while streaming to `<name>.partial.wa
 `complete_orphan_recording(partial_path)` (or `repair_partial_wav(path) -> duration_s` to fix sizes only).
 
 Pipeline per published session (each piece has one job):
-    aiortc receiver (+ jitter.LossTolerantJitterBuffer) -> framing.MonoHopFramer (48 kHz mono float32 hops)
-    -> denoise_pool.DenoiseStream (DeepFilterNet in worker processes) or a passthrough stage
-    -> recorder.WavRecorder  and  framing.OpusPacketEncoder (one encode per stream)
+    aiortc receiver + jitter.LossTolerantJitterBuffer, whose in-order Opus payloads bypass aiortc's decoder
+    -> denoise_pool.DenoiseStream: in a worker process, codec.StreamCodec decodes (concealing lost packets),
+       denoises with DeepFilterNet and encodes once per stream (in the loop, undenoised, for streams published
+       without denoising or while a worker is unavailable)
+    -> recorder.WavRecorder (16-bit PCM)  and  codec.OutboundTimeline (the Opus packets as av.Packets)
     -> fanout.EncodedPacketFanout -> one fanout.ListenerTrack per listener (bounded, drops oldest).
 """
 

@@ -11,14 +11,17 @@ frames, lateness of a 1 ms timer on the loop; see bench/RESULTS.md):
 - in worker processes: p99 1.1 ms, max 2.1 ms (the loop only writes/reads ~3.9 KB per frame on pipes), and
   the model runs on the other core.
 
-Design: `workers` processes (default one per core), each owning the processors of the streams assigned to it
-(least-loaded first). Frames go over the worker's stdin as (stream id, float32 samples) messages; the frames of
-all streams submitted in one loop iteration are written together with one non-blocking write, and the worker
-answers everything it read in one write, so a pipe round-trip carries a batch of streams, not one frame.
-Replies are read with loop.add_reader and handed to the stream's output callback, in order.
+Design: `workers` processes (default one per core), each owning the codec path of the streams assigned to it
+(least-loaded first): Opus decode -> DeepFilterNet -> Opus encode (audio_engine.codec.StreamCodec). Packets go
+over the worker's stdin as (stream id, RTP timestamp, Opus payload) messages; the packets of all streams
+submitted in one loop iteration are written together with one non-blocking write, and the worker answers
+everything it read in one write, so a pipe round-trip carries a batch of streams, not one packet. Replies
+(Opus packet + int16 PCM per 20 ms frame) are read with loop.add_reader and handed to the stream's output
+callback, in order.
 A worker that dies is restarted and its streams re-open on the new one (their model state restarts); while a
-worker is unavailable, or after repeated crashes, the affected streams pass audio through undenoised, so a
-crash never stops the audio or the server.
+worker is unavailable or behind, or after repeated crashes, the affected streams are decoded and re-encoded in
+the loop undenoised (the same StreamCodec with a pass-through denoiser), so a crash never stops the audio or
+the server.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_engine.denoise import DenoiseSettings
+from audio_engine.codec import StreamCodec
+from audio_engine.denoise import DenoiseSettings, PassthroughDenoiser
 from audio_engine.worker_protocol import (
     MESSAGE_HEADER,
     OP_CLOSE,
@@ -45,16 +49,21 @@ from audio_engine.worker_protocol import (
     OP_FRAME,
     OP_OPEN,
     OP_READY,
+    decode_frames,
     encode_message,
+    encode_packet_request,
 )
 
 logger = logging.getLogger(__name__)
 
-OutputCallback = Callable[[np.ndarray], None]
+# Called with (Opus packet, its 20 ms of int16 PCM) per output frame.
+OutputCallback = Callable[[bytes, np.ndarray], None]
 
-# A worker whose unsent input exceeds this is not keeping up: frames for it are passed through instead of
-# queuing (queuing would add latency without bound).
-MAX_PENDING_INPUT_BYTES = 256 * 1024
+# A stream with this many packets at its worker (200 ms), or a worker with this much unsent input, is not
+# keeping up: the stream's packets are passed through instead of queuing (queuing would add latency
+# without bound).
+MAX_IN_FLIGHT_PACKETS = 10
+MAX_PENDING_INPUT_BYTES = 64 * 1024
 MAX_RESTARTS_PER_WORKER = 5
 READY_TIMEOUT_S = 30.0
 
@@ -64,11 +73,12 @@ class DenoiserUnavailable(RuntimeError):
 
 
 class DenoiseStream:
-    """One stream's handle on the pool: submit consecutive chunks, receive denoised chunks via the callback.
+    """One stream's handle on the pool: submit its in-order Opus payloads, receive (Opus packet, PCM) frames
+    via the callback.
 
-    Output arrives on the event loop, in order, one chunk per submitted chunk. If the stream's worker is
-    unavailable or overloaded the chunk is passed through unchanged (through the same callback), so audio keeps
-    flowing; chunks that were at a worker when it died are lost (a few tens of ms).
+    Output arrives on the event loop, in order. If the stream's worker is unavailable or behind, the packet is
+    decoded and re-encoded in the loop without denoising (through the same callback), so audio keeps
+    flowing; packets that were at a worker when it died are lost (a few tens of ms).
     """
 
     def __init__(self, pool: DenoiseWorkerPool, stream_id: int, on_output: OutputCallback) -> None:
@@ -79,19 +89,32 @@ class DenoiseStream:
         self.in_flight = 0
         self.failed = False
         self._drained: asyncio.Future[None] | None = None
+        self._fallback: StreamCodec | None = None
+        self._passing_through = False
 
-    def submit(self, samples: np.ndarray) -> None:
+    def submit(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> None:
+        """The next packet of the stream (RTP timestamp, Opus payload); `new_timeline`: timestamps start over."""
         worker = self.worker
-        if self.failed or worker is None or not worker.send_frame(self.stream_id, samples):
+        if (self.failed or worker is None or self.in_flight >= MAX_IN_FLIGHT_PACKETS
+                or not worker.accepts_packets):
+            # Each decoder only sees some of the packets: its next one after a switch starts a new timeline,
+            # or it would conceal the packets the other one decoded.
+            switching, self._passing_through = not self._passing_through, True
+            if self._fallback is None:
+                self._fallback = StreamCodec(PassthroughDenoiser(), self._pool.opus_bitrate)
             self._pool.chunks_passed_through += 1
-            self._on_output(samples)
+            for opus, pcm in self._fallback.push(timestamp, payload, new_timeline or switching):
+                self._on_output(opus, pcm)
             return
+        worker.send_packet(self.stream_id, timestamp, payload, new_timeline or self._passing_through)
+        self._passing_through = False
         self.in_flight += 1
 
-    def _deliver(self, samples: np.ndarray) -> None:
+    def _deliver(self, payload: bytes) -> None:
         self.in_flight -= 1
         self._pool.chunks_denoised += 1
-        self._on_output(samples)
+        for opus, pcm in decode_frames(payload):
+            self._on_output(opus, pcm)
         if self.in_flight == 0 and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
@@ -101,14 +124,16 @@ class DenoiseStream:
             self._drained.set_result(None)
 
     async def close(self, drain_timeout_s: float = 0.25) -> None:
-        """Wait (briefly) for chunks still at the worker, then release the stream's model."""
+        """Wait (briefly) for packets still at the worker, then release the stream's model."""
         if self.in_flight and self.worker is not None:
             self._drained = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(self._drained, drain_timeout_s)
             except TimeoutError:
-                logger.warning("denoise stream %d: %d chunks not returned", self.stream_id, self.in_flight)
+                logger.warning("denoise stream %d: %d packets not returned", self.stream_id, self.in_flight)
         self._pool._release(self)
+        if self._fallback is not None:
+            self._fallback.close()
 
 
 class _Worker:
@@ -133,7 +158,7 @@ class _Worker:
         self._loop = asyncio.get_running_loop()
         settings_json = json.dumps(dataclasses.asdict(self._pool.settings))
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "audio_engine.denoise_worker", settings_json],
+            [sys.executable, "-m", "audio_engine.denoise_worker", settings_json, str(self._pool.opus_bitrate)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -156,10 +181,12 @@ class _Worker:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def send_frame(self, stream_id: int, samples: np.ndarray) -> bool:
-        if not self.alive or len(self._unsent) > MAX_PENDING_INPUT_BYTES:
-            return False
-        return self._send(encode_message(OP_FRAME, stream_id, np.asarray(samples, np.float32).tobytes()))
+    @property
+    def accepts_packets(self) -> bool:
+        return self.alive and len(self._unsent) <= MAX_PENDING_INPUT_BYTES
+
+    def send_packet(self, stream_id: int, timestamp: int, payload: bytes, new_timeline: bool) -> None:
+        self._send(encode_packet_request(stream_id, timestamp, payload, new_timeline))
 
     def open_stream(self, stream: DenoiseStream) -> None:
         self.streams[stream.stream_id] = stream
@@ -173,13 +200,12 @@ class _Worker:
         if self.alive:
             self._send(encode_message(OP_CLOSE, stream.stream_id))
 
-    def _send(self, message: bytes) -> bool:
+    def _send(self, message: bytes) -> None:
         """Queue a message; everything queued during this loop iteration goes out in one write."""
         self._unsent += message
         if not self._flush_scheduled and not self._writer_registered:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        return True
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -228,7 +254,7 @@ class _Worker:
         if op == OP_FRAME:
             stream = self.streams.get(stream_id)
             if stream is not None:
-                stream._deliver(np.frombuffer(payload, dtype=np.float32))
+                stream._deliver(payload)
         elif op == OP_READY:
             if not self.ready.done():
                 self.ready.set_result(payload.decode(errors="replace"))
@@ -281,11 +307,12 @@ def _worker_environment() -> dict[str, str]:
 class DenoiseWorkerPool:
     """A fixed set of denoise worker processes shared by all streams of one MediaEngine."""
 
-    def __init__(self, workers: int, settings: DenoiseSettings) -> None:
+    def __init__(self, workers: int, settings: DenoiseSettings, opus_bitrate: int = 64_000) -> None:
         self.settings = settings
+        self.opus_bitrate = opus_bitrate
         self._workers = [_Worker(self, index) for index in range(max(1, workers))]
         self._stream_ids = count(1)
-        # Chunks that came back denoised / were passed through because no worker could take them.
+        # Packets that came back denoised / were passed through because no worker could take them.
         self.chunks_denoised = 0
         self.chunks_passed_through = 0
         self._closing = False

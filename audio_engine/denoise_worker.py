@@ -1,7 +1,8 @@
-"""Denoise worker process: owns the DeepFilterNet processors of the streams assigned to it.
+"""Denoise worker process: owns the codec path (Opus decode -> DeepFilterNet -> Opus encode, see
+audio_engine.codec.StreamCodec) of the streams assigned to it.
 
-Started by DenoiseWorkerPool as `python -m audio_engine.denoise_worker '<settings json>'`. It reads requests
-from stdin and writes replies to stdout (message format: audio_engine.worker_protocol).
+Started by DenoiseWorkerPool as `python -m audio_engine.denoise_worker '<settings json>' <opus bitrate>`. It
+reads requests from stdin and writes replies to stdout (message format: audio_engine.worker_protocol).
 
 Everything runs on this process's main thread: a processor must stay on the thread that created it.
 """
@@ -14,15 +15,17 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
 from audio_engine.worker_protocol import (
+    FLAG_NEW_TIMELINE,
     MESSAGE_HEADER,
     OP_CLOSE,
     OP_FAILED,
     OP_FRAME,
     OP_OPEN,
+    OP_PACKET,
     OP_READY,
+    PACKET_HEADER,
+    encode_frames,
     encode_message,
 )
 
@@ -51,7 +54,8 @@ def _requests(fd: int):
             yield batch
 
 
-def serve(settings_json: str) -> None:
+def serve(settings_json: str, opus_bitrate: int) -> None:
+    from audio_engine.codec import StreamCodec
     from audio_engine.denoise import DeepFilterDenoiser, DenoiseSettings
 
     # Replies go to a private copy of stdout; fd 1 then points at stderr so that stray output from
@@ -77,7 +81,8 @@ def serve(settings_json: str) -> None:
         return
     reply(OP_READY, 0)
 
-    denoisers: dict[int, DeepFilterDenoiser] = {}
+    streams: dict[int, StreamCodec] = {}
+    packet_header_size = PACKET_HEADER.size
     for batch in _requests(sys.stdin.fileno()):
         replies = bytearray()
         replies_since = time.perf_counter()
@@ -87,25 +92,26 @@ def serve(settings_json: str) -> None:
                 replies.clear()
                 replies_since = time.perf_counter()
             try:
-                if op == OP_FRAME:
-                    denoiser = denoisers.get(stream_id)
-                    if denoiser is not None:
-                        samples = np.frombuffer(payload, dtype=np.float32)
-                        replies += encode_message(OP_FRAME, stream_id, denoiser.process(samples).tobytes())
+                if op == OP_PACKET:
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        timestamp, flags = PACKET_HEADER.unpack_from(payload)
+                        frames = stream.push(timestamp, payload[packet_header_size:], bool(flags & FLAG_NEW_TIMELINE))
+                        replies += encode_message(OP_FRAME, stream_id, encode_frames(frames))
                 elif op == OP_OPEN:
-                    denoisers[stream_id] = DeepFilterDenoiser(settings)
+                    streams[stream_id] = StreamCodec(DeepFilterDenoiser(settings), opus_bitrate)
                 elif op == OP_CLOSE:
-                    denoiser = denoisers.pop(stream_id, None)
-                    if denoiser is not None:
-                        denoiser.close()
+                    stream = streams.pop(stream_id, None)
+                    if stream is not None:
+                        stream.close()
             except BaseException as exc:  # a panic in one stream must not end the others
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
                 traceback.print_exc()
-                denoisers.pop(stream_id, None)
+                streams.pop(stream_id, None)
                 replies += encode_message(OP_FAILED, stream_id, str(exc).encode())
         send(bytes(replies))
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))

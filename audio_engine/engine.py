@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,11 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from audio_engine.codec import OutboundTimeline, StreamCodec
 from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
 from audio_engine.denoise import PassthroughDenoiser
-from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool
+from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
-from audio_engine.framing import MonoHopFramer, OpusPacketEncoder
 from audio_engine.jitter import install_receive_jitter_buffer
 from audio_engine.recorder import RecordingResult, WavRecorder
 
@@ -27,28 +28,31 @@ _GONE_CONNECTION_STATES = ("failed", "closed")
 
 
 class _PassthroughStage:
-    """In-loop stage for streams published without denoising (same shape as DenoiseStream)."""
+    """In-loop codec path for streams published without denoising (same shape as DenoiseStream): decoding
+    and re-encoding keeps one outbound format and the recorder's PCM for every stream."""
 
-    def __init__(self, on_output) -> None:
-        self._denoiser = PassthroughDenoiser()
+    def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
+        self._codec = StreamCodec(PassthroughDenoiser(), opus_bitrate)
         self._on_output = on_output
 
-    def submit(self, samples: np.ndarray) -> None:
-        self._on_output(self._denoiser.process(samples))
+    def submit(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> None:
+        for opus, pcm in self._codec.push(timestamp, payload, new_timeline):
+            self._on_output(opus, pcm)
 
     async def close(self) -> None:
-        self._denoiser.close()
+        self._codec.close()
 
 
 class _PublisherLink:
     """One publisher connection of a session. A reloaded broadcaster page replaces it with a new link; the
-    session (recorder, denoiser, encoder, listeners) stays. Events of a replaced link are ignored."""
+    session (recorder, denoiser, outbound timeline, listeners) stays. Events of a replaced link are ignored."""
 
     def __init__(self, broadcast: _Broadcast, configuration: RTCConfiguration) -> None:
         self.broadcast = broadcast
         self.pc = RTCPeerConnection(configuration)
-        # Each connection has its own RTP timeline: a fresh framer so that it is not mistaken for a gap.
-        self.framer = MonoHopFramer()
+        # Each connection has its own RTP timeline: its first packet says so, so that the jump from the
+        # previous connection's timestamps is not mistaken for lost packets.
+        self._new_timeline = True
         self.inbound_task: asyncio.Task | None = None
         self.connected_at: float | None = None
         self.last_audio_at: float | None = None
@@ -60,25 +64,26 @@ class _PublisherLink:
     def is_current(self) -> bool:
         return self.broadcast.publisher is self
 
+    def on_payload(self, timestamp: int, payload: bytes) -> None:
+        """An in-order Opus payload from the receive jitter buffer (aiortc does not decode it)."""
+        if not self.is_current:
+            return  # answered but not (or no longer) the session's publisher
+        now = time.monotonic()
+        if self.last_audio_at is None:
+            self.broadcast.resume_audio(now)
+        self.last_audio_at = now
+        self.broadcast.stage.submit(timestamp, payload, self._new_timeline)
+        self._new_timeline = False
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self.inbound_task is None:
-            self.inbound_task = asyncio.create_task(self._pump_inbound(track))
+            self.inbound_task = asyncio.create_task(self._watch_track_end(track))
 
-    async def _pump_inbound(self, track: MediaStreamTrack) -> None:
-        broadcast = self.broadcast
-        push = self.framer.push
+    async def _watch_track_end(self, track: MediaStreamTrack) -> None:
+        """The audio comes through on_payload; the track only tells when the receiver stopped."""
         try:
             while True:
-                frame = await track.recv()
-                if not self.is_current:
-                    continue  # answered but not (or no longer) the session's publisher
-                now = time.monotonic()
-                if self.last_audio_at is None:
-                    broadcast.resume_audio(now)
-                self.last_audio_at = now
-                samples = push(frame)
-                if len(samples):
-                    broadcast.stage.submit(samples)
+                await track.recv()
         except MediaStreamError:
             self.report_gone("publisher track ended")
 
@@ -113,25 +118,25 @@ class _PublisherLink:
 
 
 class _Broadcast:
-    """One published session: publisher link -> framer -> denoiser -> recorder + encoder -> fan-out."""
+    """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise, encode; in a
+    worker process when denoised) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
 
     def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path) -> None:
         self.engine = engine
         self.session_id = session_id
         self.publisher = _PublisherLink(self, engine._rtc_configuration())
         self.recorder = WavRecorder(recording_path)
-        self.encoder = OpusPacketEncoder(engine.config.opus_bitrate)
+        self.timeline = OutboundTimeline()
         self.fanout = EncodedPacketFanout(engine.config.listener_queue_packets)
         self.stage: DenoiseStream | _PassthroughStage | None = None
-        self.listeners: dict[RTCPeerConnection, ListenerTrack] = {}
+        self.listeners: dict[RTCPeerConnection, _Listener] = {}
         self.replacing = False
         self.ending = False
         self._audio_paused_at: float | None = None
 
-    def on_processed(self, samples: np.ndarray) -> None:
-        self.recorder.write(samples)
-        for packet in self.encoder.encode(samples):
-            self.fanout.publish(packet)
+    def on_processed(self, opus: bytes, pcm: np.ndarray) -> None:
+        self.recorder.write(pcm)
+        self.fanout.publish(self.timeline.packet(opus))
 
     def replace_publisher(self, link: _PublisherLink) -> _PublisherLink:
         """Make `link` the publisher; returns the replaced one (to be closed)."""
@@ -145,7 +150,7 @@ class _Broadcast:
         audio, so that their jitter buffers see a pause, not packets arriving seconds late. The recording just
         continues (no silence is written for the gap)."""
         if self._audio_paused_at is not None:
-            self.encoder.skip(now - self._audio_paused_at)
+            self.timeline.skip(now - self._audio_paused_at)
             self._audio_paused_at = None
 
     async def close(self) -> RecordingResult:
@@ -160,6 +165,12 @@ class _Broadcast:
         if listeners:
             self.engine.events.listener_count_changed(self.session_id, 0)
         return await asyncio.to_thread(self.recorder.finalize)
+
+
+@dataclass(frozen=True)
+class _Listener:
+    track: ListenerTrack
+    key: str | None  # who is listening, in the caller's terms, so their connections can be cut off together
 
 
 class MediaEngine:
@@ -185,7 +196,8 @@ class MediaEngine:
     async def _denoise_pool(self) -> DenoiseWorkerPool:
         async with self._pool_lock:
             if self._pool is None:
-                pool = DenoiseWorkerPool(self.config.denoise_workers, self.config.denoise_settings)
+                pool = DenoiseWorkerPool(self.config.denoise_workers, self.config.denoise_settings,
+                                         self.config.opus_bitrate)
                 await pool.start()
                 self._pool = pool
         return self._pool
@@ -213,7 +225,7 @@ class MediaEngine:
         if pool is not None:
             broadcast.stage = pool.open_stream(broadcast.on_processed)
         else:
-            broadcast.stage = _PassthroughStage(broadcast.on_processed)
+            broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
         try:
             return await self._answer_publisher(broadcast.publisher, offer_sdp)
         except InvalidOffer:
@@ -250,9 +262,9 @@ class MediaEngine:
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio:
                 raise InvalidOffer("the offer has no audio")
-            if self.config.receive_prefetch is not None:
-                for transceiver in audio:
-                    install_receive_jitter_buffer(transceiver.receiver, self.config.receive_prefetch)
+            # The session's audio is the first audio track (as when its frames were read from the track).
+            if not install_receive_jitter_buffer(audio[0].receiver, self.config.receive_prefetch, link.on_payload):
+                raise RuntimeError("cannot take the received audio from this aiortc version")
             await pc.setLocalDescription(await pc.createAnswer())
         except InvalidOffer:
             raise
@@ -260,7 +272,7 @@ class MediaEngine:
             raise InvalidOffer(str(exc)) from exc
         return pc.localDescription.sdp
 
-    async def listen(self, session_id: str, offer_sdp: str) -> str:
+    async def listen(self, session_id: str, offer_sdp: str, *, listener_key: str | None = None) -> str:
         broadcast = self._broadcasts.get(session_id)
         if broadcast is None:
             raise StreamNotFound(session_id)
@@ -289,14 +301,31 @@ class MediaEngine:
 
         @pc.on("connectionstatechange")
         async def on_listener_state() -> None:
-            if pc.connectionState in _GONE_CONNECTION_STATES and pc in broadcast.listeners:
-                broadcast.listeners.pop(pc).stop()
-                self.events.listener_count_changed(session_id, len(broadcast.listeners))
-                await pc.close()
+            if pc.connectionState in _GONE_CONNECTION_STATES:
+                await self._drop_listener(session_id, broadcast, pc)
 
-        broadcast.listeners[pc] = track
+        broadcast.listeners[pc] = _Listener(track, listener_key)
         self.events.listener_count_changed(session_id, len(broadcast.listeners))
         return pc.localDescription.sdp
+
+    async def _drop_listener(self, session_id: str, broadcast: _Broadcast, pc: RTCPeerConnection) -> None:
+        listener = broadcast.listeners.pop(pc, None)
+        if listener is None:
+            return
+        listener.track.stop()
+        self.events.listener_count_changed(session_id, len(broadcast.listeners))
+        await pc.close()
+
+    async def disconnect_listeners(self, session_id: str, listener_key: str) -> int:
+        """Close every listener connection of the session that was opened with `listener_key`; returns how many."""
+        broadcast = self._broadcasts.get(session_id)
+        if broadcast is None:
+            return 0
+        tagged = [pc for pc, listener in broadcast.listeners.items() if listener.key == listener_key]
+        for pc in tagged:
+            await self._drop_listener(session_id, broadcast, pc)
+        logger.info("session %s: disconnected %d listener connection(s) of %s", session_id, len(tagged), listener_key)
+        return len(tagged)
 
     async def end(self, session_id: str) -> RecordingResult | None:
         broadcast = self._broadcasts.pop(session_id, None)

@@ -1,12 +1,13 @@
 """Conversions between aiortc audio frames and the engine's internal audio.
 
 Internal audio is 48 kHz mono float32 in [-1, 1], handled in whole 10 ms hops (HOP_SAMPLES = 480, the
-DeepFilterNet hop). Frames received from aiortc are normally s16 packed stereo, 48 kHz, 20 ms (960 samples):
-they take a numpy-only fast path; any other format, layout or rate goes through libswresample.
+DeepFilterNet hop). The server itself never sees decoded aiortc frames (it decodes Opus payloads in its
+workers, see audio_engine.codec); these conversions serve the client side (listeners, tests, benchmarks).
+Frames decoded by aiortc are normally s16 packed stereo, 48 kHz, 20 ms (960 samples): they take a numpy-only
+fast path; any other format, layout or rate goes through libswresample.
 
-Outbound, the server encodes mono Opus itself (OpusPacketEncoder) so that one encode feeds every listener.
-Mono Opus is decoded by a stereo receiver at full level on both channels. Raw frames handed to aiortc's own
-encoder must be stereo: aiortc upmixes mono frames at -3 dB (stereo_frame_from_mono).
+Raw frames handed to aiortc's own encoder must be stereo: aiortc upmixes mono frames at -3 dB
+(stereo_frame_from_mono). Mono Opus (what the server sends) is decoded by a stereo receiver at full level.
 """
 
 from __future__ import annotations
@@ -95,55 +96,6 @@ class MonoHopFramer:
         if not planes:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(planes, axis=1).mean(axis=0, dtype=np.float32)
-
-
-class OpusPacketEncoder:
-    """Encodes 48 kHz mono float32 audio into 20 ms Opus packets (av.Packet, pts in 1/48000 units).
-
-    One encoder per stream; the resulting packets are shared by every listener's RTCRtpSender, which only
-    packetizes them (aiortc calls its encoder's `pack` for av.Packet input).
-    """
-
-    def __init__(self, bitrate: int = 64_000) -> None:
-        self._codec = av.CodecContext.create("libopus", "w")
-        self._codec.bit_rate = bitrate
-        self._codec.format = "s16"
-        self._codec.layout = "mono"
-        self._codec.sample_rate = SAMPLE_RATE
-        self._codec.time_base = TIME_BASE
-        self._codec.options = {"application": "voip", "frame_duration": "20"}
-        self._codec.thread_count = 1
-        self._pending = np.zeros(0, dtype=np.int16)
-        self._samples_in = 0
-        self._first_pts: int | None = None
-        self._skipped_samples = 0
-
-    def skip(self, seconds: float) -> None:
-        """Leave a gap of `seconds` (in whole frames) in the outbound timeline, e.g. while a publisher was away."""
-        self._skipped_samples += max(0, int(seconds * SAMPLE_RATE)) // FRAME_SAMPLES * FRAME_SAMPLES
-
-    def encode(self, samples: np.ndarray) -> list[av.Packet]:
-        pcm = float_to_int16(samples)
-        if len(self._pending):
-            pcm = np.concatenate([self._pending, pcm])
-        packets: list[av.Packet] = []
-        whole = len(pcm) - len(pcm) % FRAME_SAMPLES
-        for start in range(0, whole, FRAME_SAMPLES):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + FRAME_SAMPLES], format="s16",
-                                               layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = self._samples_in
-            frame.time_base = TIME_BASE
-            self._samples_in += FRAME_SAMPLES
-            packets.extend(self._codec.encode(frame))
-        self._pending = pcm[whole:]
-        for packet in packets:
-            # libopus starts at a negative pts (encoder pre-skip): start the outbound timeline at zero.
-            if self._first_pts is None:
-                self._first_pts = packet.pts
-            packet.pts += self._skipped_samples - self._first_pts
-            packet.time_base = TIME_BASE
-        return packets
 
 
 def stereo_frame_from_mono(samples: np.ndarray, pts: int) -> av.AudioFrame:

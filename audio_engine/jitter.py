@@ -9,12 +9,16 @@ framer fills with silence). Latency: zero while packets arrive in order, at most
 reordering or loss.
 
 It is installed on aiortc's RTCRtpReceiver by `install_receive_jitter_buffer` (aiortc 1.16 has no public hook;
-the receiver only calls `add(packet) -> (pli_flag, JitterFrame | None)`).
+the receiver only calls `add(packet) -> (pli_flag, JitterFrame | None)`). With `on_payload`, the in-order
+payloads go straight to the engine instead of aiortc's decoder thread (PayloadTap): the server decodes Opus in
+its denoise workers, and skips aiortc's per-frame thread hand-off to the loop.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -25,6 +29,13 @@ logger = logging.getLogger(__name__)
 # A sequence number further ahead than this (2 s of 20 ms packets) means the sender restarted: start over.
 MAX_SEQUENCE_JUMP = 100
 _HALF_SEQUENCE_SPACE = 1 << 15
+
+# Called with (RTP timestamp, payload) for each released packet, in order.
+PayloadCallback = Callable[[int, bytes], None]
+
+
+class ReceiveJitterBuffer(Protocol):
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]: ...
 
 
 class LossTolerantJitterBuffer:
@@ -57,11 +68,30 @@ class LossTolerantJitterBuffer:
         return False, JitterFrame(data=released._data, timestamp=released.timestamp)
 
 
-def install_receive_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int) -> None:
-    """Replace an audio receiver's jitter buffer; call before media flows (e.g. right after
-    setRemoteDescription)."""
+class PayloadTap:
+    """Wraps a jitter buffer: hands what it releases to `on_payload` and nothing to aiortc's decoder, whose
+    thread then stays idle (the receiver's track still ends, with MediaStreamError, when the receiver stops)."""
+
+    def __init__(self, inner: ReceiveJitterBuffer, on_payload: PayloadCallback) -> None:
+        self.inner = inner
+        self._on_payload = on_payload
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        pli_flag, frame = self.inner.add(packet)
+        if frame is not None:
+            self._on_payload(frame.timestamp, frame.data)
+        return pli_flag, None
+
+
+def install_receive_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int | None,
+                                  on_payload: PayloadCallback | None = None) -> bool:
+    """Replace an audio receiver's jitter buffer (prefetch None keeps aiortc's own) and, with `on_payload`,
+    take its payloads instead of aiortc's decoder. Call before media flows (e.g. right after
+    setRemoteDescription). Returns False if this aiortc version has no replaceable buffer."""
     attribute = "_RTCRtpReceiver__jitter_buffer"
     if not hasattr(receiver, attribute):
         logger.warning("this aiortc version has no replaceable jitter buffer; keeping its own")
-        return
-    setattr(receiver, attribute, LossTolerantJitterBuffer(prefetch))
+        return False
+    buffer = getattr(receiver, attribute) if prefetch is None else LossTolerantJitterBuffer(prefetch)
+    setattr(receiver, attribute, buffer if on_payload is None else PayloadTap(buffer, on_payload))
+    return True

@@ -38,7 +38,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from audio_engine.client import connect_publisher
-from audio_engine.framing import TIME_BASE, OpusPacketEncoder
+from audio_engine.codec import OpusPacketEncoder
+from audio_engine.framing import TIME_BASE
 from bench.common import REPO_ROOT, fixture, new_engine, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -95,6 +95,8 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several requests write at once (presence, stream lifecycle): wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Tests use a file too: an in-memory database shares one cache whose table locks fail instead of waiting.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
 # In-memory channel layer (one process) by default; Redis when REDIS_URL is set, which several processes need.
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -98,3 +98,27 @@ async def test_a_dropped_broadcaster_connection_ends_the_stream_and_saves_it(ser
         await listener.close()
     assert status["is_streaming"] is False
     assert recordings[0]["denoise_enabled"] is False and recordings[0]["duration"] >= 1.0
+
+
+async def test_an_unfriended_listener_is_cut_off_at_once(server):
+    async with aiohttp.ClientSession() as http:
+        alice, bob = [await logged_in(http, server, name) for name in ("alice", "bob")]
+        await alice.start_stream(denoise=False)
+        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
+        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+        heard: list[np.ndarray] = []
+        listener, listening = await connect_listener(
+            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
+        )
+        while len(heard) < 10:  # bob is really listening
+            await asyncio.sleep(0.05)
+        await alice._call("POST", "/api/friends/remove/", {"username": "bob"})
+        await asyncio.wait_for(listening, 5)  # bob's audio ends while alice is still live
+        assert (await alice._call("GET", "/api/stream/status/alice/"))["is_streaming"] is True
+        with pytest.raises(ApiError, match=r"\(403\)"):
+            await bob.send_listener_offer("alice", listener.localDescription.sdp)
+        await alice.stop_stream()
+        await publisher.close()
+        await listener.close()
+        await bob._call("POST", "/api/friends/request/", {"username": "alice"})  # as the other tests expect
+        await alice._call("POST", "/api/friends/accept/", {"username": "bob"})

@@ -1,7 +1,7 @@
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 
 from streams import services
 from streams.models import ActiveStream, StreamRecording
@@ -168,7 +168,7 @@ def test_concurrent_starts_leave_exactly_one_live_stream(api_client, alice):
     def start(client) -> None:
         barrier.wait()
         statuses.append(client.post("/api/stream/start/", {}, format="json").status_code)
-        close_old_connections()
+        connection.close()  # each thread has its own; left open it would block dropping the test database
 
     threads = [threading.Thread(target=start, args=(client,)) for client in clients]
     for thread in threads:

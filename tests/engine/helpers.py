@@ -70,11 +70,11 @@ async def start_publisher(
     return pc, track
 
 
-async def start_listener(engine: MediaEngine, session_id: str) -> ListeningPeer:
+async def start_listener(engine: MediaEngine, session_id: str, listener_key: str | None = None) -> ListeningPeer:
     chunks: list[np.ndarray] = []
 
     async def signal(offer: str) -> str:
-        return await engine.listen(session_id, offer)
+        return await engine.listen(session_id, offer, listener_key=listener_key)
 
     pc, task = await connect_listener(signal, lambda samples, _at: chunks.append(samples))
     return ListeningPeer(pc, task, chunks)

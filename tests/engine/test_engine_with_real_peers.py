@@ -183,3 +183,23 @@ async def test_denoised_session_keeps_denoising_after_the_publisher_is_replaced(
     after = listener.audio[heard_before:]
     assert level_db(after) > level_db(noisy_speech) - 12
     assert pause_level_db(after, clean_speech) < pause_level_db(noisy_speech, clean_speech) - 10
+
+
+async def test_disconnecting_one_listener_leaves_the_others_listening(engine, events, noisy_speech, tmp_path):
+    pc, _track = await start_publisher(engine, "s4", noisy_speech, denoise=False, autoplay=True,
+                                       recording_path=tmp_path / "s4.wav")
+    bob_phone = await start_listener(engine, "s4", listener_key="bob")
+    bob_laptop = await start_listener(engine, "s4", listener_key="bob")
+    zed = await start_listener(engine, "s4", listener_key="zed")
+    await wait_until(lambda: all(len(peer.chunks) > 5 for peer in (bob_phone, bob_laptop, zed)))
+
+    assert await engine.disconnect_listeners("s4", "bob") == 2
+    await asyncio.wait_for(asyncio.gather(bob_phone.task, bob_laptop.task), 5)  # their tracks end
+    assert engine.listener_count("s4") == 1 and events.listener_counts[-1] == ("s4", 1)
+    heard_before = len(zed.chunks)
+    await wait_until(lambda: len(zed.chunks) > heard_before + 10)  # zed still hears
+    assert await engine.disconnect_listeners("s4", "nobody") == 0
+    await engine.end("s4")
+    await pc.close()
+    for peer in (bob_phone, bob_laptop, zed):
+        await peer.pc.close()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from audio_engine.codec import OpusPacketEncoder
 from audio_engine.fanout import EncodedPacketFanout
-from audio_engine.framing import OpusPacketEncoder
 
 
 def encoded_packets(count: int):

@@ -7,10 +7,10 @@ import fractions
 import av
 import numpy as np
 
+from audio_engine.codec import OpusPacketEncoder
 from audio_engine.framing import (
     HOP_SAMPLES,
     MonoHopFramer,
-    OpusPacketEncoder,
     float_to_int16,
     stereo_frame_from_mono,
 )
