@@ -186,5 +186,9 @@ DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=os.cpu_count() or 1)
 # Packets the server's inbound jitter buffer holds back (20 ms each). aiortc's own buffer holds 4 (80 ms);
 # 1 keeps latency low and still reorders, see the latency benchmark in the README. -1 uses aiortc's buffer.
 MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
+# Denoised streams one server carries at once; beyond it a denoised start is refused with a clear message (going
+# live without denoise still works) instead of everyone's audio quietly losing its noise removal. The default
+# follows the capacity benchmark: 10 sustained on 2 cores. 0 means no limit.
+MAX_DENOISED_STREAMS = env.int("MAX_DENOISED_STREAMS", default=5 * (os.cpu_count() or 1))
 # A connected broadcaster whose audio stops for this long is treated as gone.
 MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=10.0)

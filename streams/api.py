@@ -75,6 +75,8 @@ class StartStreamView(APIView):
             stream = services.start_stream(request.user, denoise=body.validated_data["denoise"])
         except services.AlreadyLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
+        except services.DenoiseAtCapacity as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
         except services.StreamError as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
         return Response(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -34,6 +35,14 @@ class AlreadyLive(StreamError):
     def __init__(self, stream: ActiveStream) -> None:
         super().__init__("You are already live. Stop the current stream first.")
         self.stream = stream
+
+
+class DenoiseAtCapacity(StreamError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Noise removal is at capacity on this server ({limit} streams). "
+            "Go live without denoise, or try again in a few minutes."
+        )
 
 
 class NotLive(StreamError):
@@ -61,7 +70,17 @@ def active_stream_of(user: AbstractBaseUser) -> ActiveStream | None:
 
 
 def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
-    """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive."""
+    """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
+
+    Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
+    simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
+    """
+    limit = settings.MAX_DENOISED_STREAMS
+    if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
+        existing = active_stream_of(user)
+        if existing is not None:
+            raise AlreadyLive(existing)
+        raise DenoiseAtCapacity(limit)
     try:
         with transaction.atomic():
             stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise)

@@ -2,11 +2,13 @@
 with token auth, real aiortc peers on loopback and the real DeepFilterNet3 denoiser."""
 
 import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection
 
 from audio_engine.client import PacedAudioTrack, connect_listener, connect_publisher, read_audio_file
 from quietcast_cli.api import ApiError, QuietcastApi
@@ -34,32 +36,53 @@ async def logged_in(http: aiohttp.ClientSession, server: str, username: str) -> 
     return api
 
 
+@dataclass
+class LiveSession:
+    """alice live with the noisy fixture, bob connected as a listener."""
+
+    track: PacedAudioTrack
+    publisher: RTCPeerConnection
+    listener: RTCPeerConnection
+    listening: asyncio.Task  # ends when bob's audio track ends
+    heard: list[np.ndarray] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.publisher.close()
+        await self.listener.close()
+
+
+async def alice_live_and_bob_listening(
+    alice: QuietcastApi, bob: QuietcastApi, *, denoise: bool, autoplay: bool = True
+) -> LiveSession:
+    await alice.start_stream(denoise)
+    track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"), autoplay=autoplay)
+    publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+    heard: list[np.ndarray] = []
+    listener, listening = await connect_listener(
+        lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
+    )
+    return LiveSession(track, publisher, listener, listening, heard)
+
+
 async def broadcast_and_listen(server: str, *, denoise: bool) -> dict:
     """alice streams the noisy fixture; bob listens from before the first word to the end."""
-    noisy = read_audio_file(FIXTURES / "speech_noisy.wav")
     async with aiohttp.ClientSession() as http:
         alice, bob, carol = [await logged_in(http, server, name) for name in ("alice", "bob", "carol")]
-        await alice.start_stream(denoise)
-        track = PacedAudioTrack(noisy, autoplay=False)
-        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-        heard: list[np.ndarray] = []
-        listener, listening = await connect_listener(
-            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
-        )
+        live = await alice_live_and_bob_listening(alice, bob, denoise=denoise, autoplay=False)
+        track = live.track
         with pytest.raises(ApiError, match=r"\(403\)"):
-            await carol.send_listener_offer("alice", listener.localDescription.sdp)
+            await carol.send_listener_offer("alice", live.listener.localDescription.sdp)
         with pytest.raises(ApiError, match=r"\(409\)"):  # a second tab may not publish over a connected one
-            await alice.send_publisher_offer(publisher.localDescription.sdp)
+            await alice.send_publisher_offer(live.publisher.localDescription.sdp)
         track.play()
         await asyncio.wait_for(track.finished.wait(), 30)
         await asyncio.sleep(0.5)  # let the last packets arrive before stopping
         await alice.stop_stream()
-        await asyncio.wait_for(listening, 5)  # stopping the stream ends the listener's track
-        await publisher.close()
-        await listener.close()
+        await asyncio.wait_for(live.listening, 5)  # stopping the stream ends the listener's track
+        await live.close()
         recordings = await alice._call("GET", "/api/recordings/")
     return {
-        "heard": np.concatenate(heard),
+        "heard": np.concatenate(live.heard),
         "seconds_sent": track.seconds_sent,
         "recording": recordings["recordings"][0],
     }
@@ -83,19 +106,14 @@ async def test_friend_hears_the_stream_denoised_and_the_recording_is_saved(serve
 async def test_a_dropped_broadcaster_connection_ends_the_stream_and_saves_it(server):
     async with aiohttp.ClientSession() as http:
         alice, bob = [await logged_in(http, server, name) for name in ("alice", "bob")]
-        await alice.start_stream(denoise=False)
-        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
-        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-        listener, listening = await connect_listener(
-            lambda offer: bob.send_listener_offer("alice", offer), lambda _samples, _at: None, []
-        )
-        while track.seconds_sent < 1.5:
+        live = await alice_live_and_bob_listening(alice, bob, denoise=False)
+        while live.track.seconds_sent < 1.5:
             await asyncio.sleep(0.05)
-        await publisher.close()  # the tab crashed or the network went: no Stop, no beacon
-        await asyncio.wait_for(listening, 10)  # the grace period passes and the stream is ended for alice
+        await live.publisher.close()  # the tab crashed or the network went: no Stop, no beacon
+        await asyncio.wait_for(live.listening, 10)  # the grace period passes and the stream is ended for alice
         status = await bob._call("GET", "/api/stream/status/alice/")
         recordings = (await bob._call("GET", "/api/recordings/alice/"))["recordings"]
-        await listener.close()
+        await live.close()
     assert status["is_streaming"] is False
     assert recordings[0]["denoise_enabled"] is False and recordings[0]["duration"] >= 1.0
 
@@ -103,22 +121,15 @@ async def test_a_dropped_broadcaster_connection_ends_the_stream_and_saves_it(ser
 async def test_an_unfriended_listener_is_cut_off_at_once(server):
     async with aiohttp.ClientSession() as http:
         alice, bob = [await logged_in(http, server, name) for name in ("alice", "bob")]
-        await alice.start_stream(denoise=False)
-        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
-        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-        heard: list[np.ndarray] = []
-        listener, listening = await connect_listener(
-            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
-        )
-        while len(heard) < 10:  # bob is really listening
+        live = await alice_live_and_bob_listening(alice, bob, denoise=False)
+        while len(live.heard) < 10:  # bob is really listening
             await asyncio.sleep(0.05)
         await alice._call("POST", "/api/friends/remove/", {"username": "bob"})
-        await asyncio.wait_for(listening, 5)  # bob's audio ends while alice is still live
+        await asyncio.wait_for(live.listening, 5)  # bob's audio ends while alice is still live
         assert (await alice._call("GET", "/api/stream/status/alice/"))["is_streaming"] is True
         with pytest.raises(ApiError, match=r"\(403\)"):
-            await bob.send_listener_offer("alice", listener.localDescription.sdp)
+            await bob.send_listener_offer("alice", live.listener.localDescription.sdp)
         await alice.stop_stream()
-        await publisher.close()
-        await listener.close()
+        await live.close()
         await bob._call("POST", "/api/friends/request/", {"username": "alice"})  # as the other tests expect
         await alice._call("POST", "/api/friends/accept/", {"username": "bob"})

@@ -220,3 +220,16 @@ def test_listening_to_an_unknown_user_is_a_404(api_client, alice):
 
 def test_anonymous_publisher_offer_is_a_401(api_client):
     assert api_client().post("/api/stream/offer/", OFFER, format="json").status_code == 401
+
+
+def test_denoised_streams_beyond_capacity_are_refused_but_plain_ones_go_live(api_client, cast, settings):
+    settings.MAX_DENOISED_STREAMS = 1
+    assert api_client(cast["owner"]).post("/api/stream/start/", {"denoise": True}, format="json").status_code == 201
+    refused = api_client(cast["friend"]).post("/api/stream/start/", {"denoise": True}, format="json")
+    assert refused.status_code == 503
+    assert "without denoise" in refused.json()["error"]
+    assert not ActiveStream.objects.filter(owner=cast["friend"]).exists()
+    plain = api_client(cast["friend"]).post("/api/stream/start/", {"denoise": False}, format="json")
+    assert plain.status_code == 201
+    again = api_client(cast["owner"]).post("/api/stream/start/", {"denoise": True}, format="json")
+    assert again.status_code == 409  # already live says more than "at capacity"

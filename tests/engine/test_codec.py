@@ -74,8 +74,9 @@ def test_stream_codec_makes_one_frame_per_20ms_whatever_the_packet_size():
     assert [len(frames) for frames in outputs] == [0, 1] * 20
     frames = [frame for frames in outputs for frame in frames]
     assert all(pcm.dtype == np.int16 and len(pcm) == FRAME and 0 < len(opus) < 400 for opus, pcm in frames)
-    decoded = np.concatenate([OpusDecoder().decode(opus) for opus, _ in frames[:1]] +
-                             [pcm / 32768 for _, pcm in frames[1:]])
+    decoded = np.concatenate(
+        [OpusDecoder().decode(opus) for opus, _ in frames[:1]] + [pcm / 32768 for _, pcm in frames[1:]]
+    )
     assert abs(20 * np.log10(rms(decoded[5 * FRAME :]) / rms(tone(FRAME)))) < 1.0
 
 

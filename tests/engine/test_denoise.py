@@ -87,8 +87,9 @@ async def test_worker_pool_decodes_denoises_and_encodes_streams_in_order(noisy_s
     await pool.close()
 
     reference_codec = StreamCodec(DeepFilterDenoiser(DenoiseSettings()), 64_000)
-    reference = [frame for index, payload in enumerate(payloads)
-                 for frame in reference_codec.push(index * 960, payload)]
+    reference = [
+        frame for index, payload in enumerate(payloads) for frame in reference_codec.push(index * 960, payload)
+    ]
     assert pool.chunks_denoised == 2 * len(payloads) and pool.chunks_passed_through == 0
     for frames in outputs.values():
         # Same result as in-process, frames in order: identical PCM and identical Opus packets.
@@ -103,7 +104,7 @@ async def test_a_stream_its_worker_cannot_take_is_passed_through_in_the_loop(noi
     frames: list = []
     stream = pool.open_stream(collector(frames))
     stream.failed = True  # as after OP_FAILED or repeated crashes
-    payloads = opus_payloads(noisy_speech[: 48_000])
+    payloads = opus_payloads(noisy_speech[:48_000])
     for index, payload in enumerate(payloads):
         stream.submit(index * 960, payload)
     # Synchronously, undenoised, one 20 ms frame per packet.

@@ -186,8 +186,9 @@ async def test_denoised_session_keeps_denoising_after_the_publisher_is_replaced(
 
 
 async def test_disconnecting_one_listener_leaves_the_others_listening(engine, events, noisy_speech, tmp_path):
-    pc, _track = await start_publisher(engine, "s4", noisy_speech, denoise=False, autoplay=True,
-                                       recording_path=tmp_path / "s4.wav")
+    pc, _track = await start_publisher(
+        engine, "s4", noisy_speech, denoise=False, autoplay=True, recording_path=tmp_path / "s4.wav"
+    )
     bob_phone = await start_listener(engine, "s4", listener_key="bob")
     bob_laptop = await start_listener(engine, "s4", listener_key="bob")
     zed = await start_listener(engine, "s4", listener_key="zed")
