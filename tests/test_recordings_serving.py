@@ -1,6 +1,8 @@
 """Recording audio (access, HTTP Range, downloads, path safety) and the owner's rename/delete API."""
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import AsyncClient
 
 from streams.models import StreamRecording
@@ -137,6 +139,9 @@ async def test_served_over_asgi_the_audio_streams_and_seeks(recording, cast):
     assert response.status_code == 206
     chunks = [chunk async for chunk in response.streaming_content]
     assert b"".join(chunks) == AUDIO[100:200]
+    # The view ran in asgiref's worker thread, whose connection would outlive the test and block dropping the
+    # test database on PostgreSQL.
+    await sync_to_async(connections.close_all)()
 
 
 # --- path safety -----------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_c
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_MICROPHONE = REPO / "tests" / "fixtures" / "speech_noisy.wav"
-SCREENSHOTS = REPO / "docs"
 CAST = seed_code(("alice", "bob", "carol", "dave"), friends=(("alice", "bob"),), pending=(("dave", "alice"),))
 # Two finished recordings of alice's, inside the server's database.
 SEED_RECORDINGS = """
@@ -110,6 +109,11 @@ def log_in(browser: Browser, quietcast_server: QuietcastServer) -> Iterator[Call
 
 
 @pytest.fixture(scope="module")
-def screenshots_dir() -> Path:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    return SCREENSHOTS
+def screenshots_dir(tmp_path_factory) -> Path:
+    """Where the tests save their screenshots: a temporary folder, or SCREENSHOTS_DIR (`SCREENSHOTS_DIR=docs
+    make test` refreshes the README's pictures)."""
+    if os.environ.get("SCREENSHOTS_DIR"):
+        directory = Path(os.environ["SCREENSHOTS_DIR"]).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+    return tmp_path_factory.mktemp("screenshots")
