@@ -17,6 +17,8 @@ from django.conf import settings
 
 from audio_engine import EngineConfig, MediaEngine, RecordingResult
 
+# `streams.services` is imported inside the functions that call it: it imports this module (through media).
+
 logger = logging.getLogger(__name__)
 
 _engine: MediaEngine | None = None

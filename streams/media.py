@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
+
+from audio_engine import (
+    DenoiserUnavailable,
+    InvalidOffer,
+    PublisherExists,
+    StreamNotFound,
+    complete_orphan_recording,
+)
+from streams import engine_host
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +74,6 @@ def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording |
     When this process's engine holds no such session (it never published, or a previous run crashed), a
     partial file left on disk for the session is repaired instead.
     """
-    from streams import engine_host
-
     finished = engine_host.end_session(str(session_id))
     if finished is not None:
         return FinishedRecording(relative_path=_relative(finished.path), duration=finished.duration_s)
@@ -92,8 +100,6 @@ def orphaned_recordings() -> list[OrphanedRecording]:
 
 def repair(orphan: OrphanedRecording) -> FinishedRecording | None:
     """Fix the header of a recording left by a killed process and give it its final name."""
-    from audio_engine import complete_orphan_recording
-
     try:
         repaired = complete_orphan_recording(orphan.partial_path)
     except (OSError, ValueError) as error:
@@ -113,11 +119,6 @@ class MediaError(Exception):
 
 def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool) -> str:
     """Blocking: connect the broadcaster's offer to their session; returns the answer SDP."""
-    from asgiref.sync import async_to_sync
-
-    from audio_engine import DenoiserUnavailable, InvalidOffer, PublisherExists
-    from streams import engine_host
-
     target = final_path(owner_id, session_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -133,11 +134,6 @@ def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bo
 
 def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int) -> str:
     """Blocking: connect a listener's offer to a live session; returns the answer SDP."""
-    from asgiref.sync import async_to_sync
-
-    from audio_engine import InvalidOffer, StreamNotFound
-    from streams import engine_host
-
     try:
         return async_to_sync(engine_host.listen)(str(session_id), offer_sdp, listener_key=str(listener_user_id))
     except StreamNotFound as error:
@@ -148,6 +144,4 @@ def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int) -> s
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
     """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
-    from streams import engine_host
-
     engine_host.disconnect_listener(str(session_id), listener_key=str(listener_user_id))
