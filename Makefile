@@ -10,5 +10,7 @@ test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium)
 lint:
 	@scripts/bootstrap.sh >/dev/null && .venv/bin/ruff check .
 
-bench:  ## Print the latency, capacity and quality tables quoted in the README
-	@scripts/bootstrap.sh >/dev/null && for b in bench/*.py; do .venv/bin/python $$b; done
+BENCHMARKS = denoise_placement latency quality presence capacity
+
+bench:  ## Print the tables quoted in the README (about 10 minutes; run on an otherwise idle machine)
+	@scripts/bootstrap.sh >/dev/null && for b in $(BENCHMARKS); do echo "== bench.$$b"; .venv/bin/python -m bench.$$b || exit 1; done

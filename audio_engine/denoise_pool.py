@@ -3,13 +3,13 @@
 Why worker processes (measured with `python -m bench.denoise_placement`, 2-core machine, 8 streams of 20 ms
 frames, lateness of a 1 ms timer on the loop; see bench/RESULTS.md):
 - process_chunk costs ~1.1 ms per 20 ms frame here (real-time factor ~0.04-0.06 per stream) and HOLDS THE
-  GIL: a pure-Python thread next to a thread calling process_chunk gets 0.47 of its solo throughput.
-- in the loop thread: p99 lateness 15 ms, max 43 ms at only 8 streams (every frame period the loop is blocked
-  for streams x ~1 ms; at 40 streams that is the whole 20 ms period).
-- in one dedicated thread: p99 10 ms, max 13 ms: the loop still waits for the GIL, and the model gets no extra
-  core; a processor also cannot move between threads (PanicException).
-- in worker processes: p99 1.1 ms, max 2.1 ms (the loop only writes/reads ~3.9 KB per frame on pipes), and
-  the model runs on the other core.
+  GIL: a pure-Python thread next to a thread calling process_chunk gets 0.46-0.47 of its solo throughput.
+- in the loop thread: p99 lateness 16 ms, max 21-43 ms at only 8 streams (every frame period the loop is
+  blocked for streams x ~1 ms; at 40 streams that is the whole 20 ms period).
+- in one dedicated thread: p99 10-11 ms, max 12-13 ms: the loop still waits for the GIL, and the model gets no
+  extra core; a processor also cannot move between threads (PanicException).
+- in worker processes: p99 1.1 ms with float frames on the pipes, 2.2 ms (max 4.6) now that the workers also
+  decode and encode Opus (the loop writes ~150 bytes per packet); the model runs on the other core.
 
 Design: `workers` processes (default one per core), each owning the codec path of the streams assigned to it
 (least-loaded first): Opus decode -> DeepFilterNet -> Opus encode (audio_engine.codec.StreamCodec). Packets go

