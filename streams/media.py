@@ -9,7 +9,6 @@ a crash is an orphan to repair.
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -33,7 +32,6 @@ PARTIAL_SUFFIX = ".partial.wav"
 class FinishedRecording:
     relative_path: str  # relative to RECORDINGS_DIR
     duration: float  # seconds, counted from the samples written
-    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | s
     finished = media.finish(stream.session_id, owner_id=user.pk)
     recording = None
     if finished is not None and finished.duration > 0:
-        recording = _register_recording(user, stream.session_id, finished, stream.denoise_enabled)
+        recording = _register_recording(user, stream.session_id, finished, stream.denoise_enabled, stream.started_at)
 
     owner_friends = friend_ids(user)
     events.tell_friends(
@@ -139,9 +139,15 @@ def end_stream_session(session_id: uuid.UUID | str, *, reason: str) -> EndedStre
 
 
 def _register_recording(
-    user: AbstractBaseUser, session_id: uuid.UUID, finished: "media.FinishedRecording", denoise: bool
+    user: AbstractBaseUser,
+    session_id: uuid.UUID,
+    finished: "media.FinishedRecording",
+    denoise: bool,
+    started_at: datetime | None,
 ) -> StreamRecording:
-    started = timezone.localtime(finished.started_at or timezone.now())
+    """Save a finished stream's recording, titled by when it started (unknown only for a file orphaned
+    without its stream row: then by when it was found)."""
+    started = timezone.localtime(started_at or timezone.now())
     recording, _ = StreamRecording.objects.get_or_create(
         session_id=session_id,
         defaults={
@@ -240,33 +246,26 @@ def end_if_abandoned(user_id: int, loss: PresenceLoss) -> EndedStream | None:
     again later (then the later loss's timer decides)."""
     still_lost = ActiveStream.objects.filter(
         owner_id=user_id, session_id=loss.session_id, presence_lost_at=loss.lost_at
-    ).select_related("owner")
-    stream = still_lost.first()
-    if stream is None:
+    )
+    if not still_lost.exists():
         return None
-    try:
-        return end_stream(stream.owner, reason="presence socket closed", session_id=loss.session_id)
-    except NotLive:
-        return None
+    return end_stream_session(loss.session_id, reason="presence socket closed")
 
 
 def recover_after_restart() -> list[EndedStream]:
     """On server start: streams left live by a crashed or killed run are ended like any other, their partial
     recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
     PresenceConnection.objects.all().delete()
-    ended = []
-    for stream in ActiveStream.objects.select_related("owner"):
-        try:
-            ended.append(end_stream(stream.owner, reason="server restarted", session_id=stream.session_id))
-        except NotLive:
-            continue
+    left_live = ActiveStream.objects.values_list("session_id", flat=True)
+    ended = [end_stream_session(session_id, reason="server restarted") for session_id in left_live]
+    ended = [stream for stream in ended if stream is not None]
     for orphan in media.orphaned_recordings():
         owner = User.objects.filter(pk=orphan.owner_id).first()
         if owner is None or StreamRecording.objects.filter(session_id=orphan.session_id).exists():
             continue
         finished = media.repair(orphan)
         if finished is not None and finished.duration > 0:
-            _register_recording(owner, orphan.session_id, finished, denoise=True)
+            _register_recording(owner, orphan.session_id, finished, denoise=True, started_at=None)
     return ended
 
 

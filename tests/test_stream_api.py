@@ -233,3 +233,17 @@ def test_denoised_streams_beyond_capacity_are_refused_but_plain_ones_go_live(api
     assert plain.status_code == 201
     again = api_client(cast["owner"]).post("/api/stream/start/", {"denoise": True}, format="json")
     assert again.status_code == 409  # already live says more than "at capacity"
+
+
+def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
+    from datetime import UTC, datetime
+
+    from streams import media
+
+    monkeypatch.setattr(
+        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=600.0)
+    )
+    stream = services.start_stream(alice)
+    ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
+    ended = services.end_stream(alice, reason="test")
+    assert ended.recording.title == "Live on 2026-03-01 20:15"
