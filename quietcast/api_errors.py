@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -58,8 +58,4 @@ def call_translating_errors(statuses: Mapping[type[Exception], int], operation: 
         raise ApiError(status_code, str(error)) from error
 
 
-def error_response(status_code: int, message: str, **extra: Any) -> Response:
-    return Response({"error": message, **extra}, status=status_code)
-
-
-__all__ = ["ApiError", "call_translating_errors", "json_error_handler", "error_response", "status"]
+__all__ = ["ApiError", "call_translating_errors", "json_error_handler"]
