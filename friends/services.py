@@ -35,8 +35,13 @@ class NothingToActOn(FriendshipError):
     pass
 
 
+def _has_nul(text: str) -> bool:
+    """No username contains a NUL byte, and PostgreSQL refuses one in any query: such input matches nobody."""
+    return "\x00" in text
+
+
 def find_user(username: str) -> AbstractBaseUser:
-    user = User.objects.filter(username=username, is_active=True).first()
+    user = None if _has_nul(username) else User.objects.filter(username=username, is_active=True).first()
     if user is None:
         raise UserNotFound(f"There is no user called “{username}”.")
     return user
@@ -86,7 +91,7 @@ def friends_of(user: AbstractBaseUser) -> QuerySet:
 def search_users(viewer: AbstractBaseUser, query: str) -> list[tuple[AbstractBaseUser, FriendshipState]]:
     """Users whose name contains `query` (any case), never the viewer, at most SEARCH_RESULT_LIMIT."""
     query = query.strip()
-    if not query:
+    if not query or _has_nul(query):
         return []
     matches = list(
         User.objects.filter(username__icontains=query, is_active=True)

@@ -1,7 +1,6 @@
 """WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -10,6 +9,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from friends import services as friends
+from quietcast import untrusted_json
 from streams import events, services
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("Send JSON text messages, not binary.")
             return
         try:
-            content = json.loads(text_data)
+            content = untrusted_json.loads(text_data)
         except ValueError:
             await self.send_error("That message is not valid JSON.")
             return

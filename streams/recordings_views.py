@@ -6,6 +6,7 @@ access rule as everything else.
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -33,6 +34,15 @@ class UnsatisfiableRange(Exception):
     pass
 
 
+# No file is 10^18 bytes long; a longer number (Python refuses to parse over 4,300 digits) means "past any end".
+_LARGEST_OFFSET_DIGITS = 18
+
+
+def _byte_offset(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _LARGEST_OFFSET_DIGITS else 10**_LARGEST_OFFSET_DIGITS
+
+
 def requested_byte_range(range_header: str, size: int) -> tuple[int, int] | None:
     """The inclusive (first, last) byte a `Range` header asks for, or None to send the whole file.
 
@@ -44,12 +54,12 @@ def requested_byte_range(range_header: str, size: int) -> tuple[int, int] | None
         return None
     first, last = match.groups()
     if not first:  # "bytes=-N": the last N bytes
-        suffix_length = int(last)
+        suffix_length = _byte_offset(last)
         if suffix_length == 0 or size == 0:
             raise UnsatisfiableRange
         return max(size - suffix_length, 0), size - 1
-    first_byte = int(first)
-    last_byte = min(int(last), size - 1) if last else size - 1
+    first_byte = _byte_offset(first)
+    last_byte = min(_byte_offset(last), size - 1) if last else size - 1
     if first_byte >= size:
         raise UnsatisfiableRange
     if last_byte < first_byte:
@@ -68,14 +78,25 @@ def _file_chunks(path: Path, first_byte: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
-async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Under ASGI, a synchronous iterator would be read whole into memory first; hours of audio must stream."""
-    read_next = sync_to_async(next, thread_sensitive=False)
+async def _file_chunks_from_thread(path: Path, first_byte: int, length: int) -> AsyncIterator[bytes]:
+    """Under ASGI, a synchronous iterator would be read whole into memory first; hours of audio must stream.
+
+    Each read runs in a worker thread. Only the file is shared with that thread, never a generator: a listener
+    who goes away cancels this coroutine while a read may still be running there, and closing a generator that
+    another thread is executing raises "generator already executing", whereas a file's close waits for the read.
+    """
+    in_thread = partial(sync_to_async, thread_sensitive=False)
+    audio = await in_thread(path.open)("rb")
     try:
-        while (chunk := await read_next(chunks, None)) is not None:
+        await in_thread(audio.seek)(first_byte)
+        while length > 0:
+            chunk = await in_thread(audio.read)(min(CHUNK_BYTES, length))
+            if not chunk:
+                return
+            length -= len(chunk)
             yield chunk
     finally:
-        chunks.close()
+        audio.close()
 
 
 @login_required
@@ -96,9 +117,9 @@ def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponse:
 
     first_byte, last_byte = byte_range or (0, audio.size - 1)
     length = last_byte - first_byte + 1 if audio.size else 0
-    chunks = _file_chunks(audio.path, first_byte, length)
+    read = _file_chunks_from_thread if isinstance(request, ASGIRequest) else _file_chunks
     response = StreamingHttpResponse(
-        _read_in_thread(chunks) if isinstance(request, ASGIRequest) else chunks,
+        read(audio.path, first_byte, length),
         status=206 if byte_range else 200,
         content_type="audio/wav",
     )

@@ -109,6 +109,8 @@ async def test_get_status_resends_all_statuses(channel_layer, cast):
     ("frame", "error_fragment"),
     [
         ("not json", "not valid JSON"),
+        ("[" * 2000 + "]" * 2000, "not valid JSON"),
+        ('{"a":' * 2000 + "1" + "}" * 2000, "not valid JSON"),
         ("[1, 2]", "JSON objects"),
         ('{"action": "dance"}', "Unknown action"),
         ("{}", "Unknown action"),
