@@ -4,12 +4,14 @@ Every setting that varies between machines comes from the environment (or an opt
 `manage.py`), has a default that works on a fresh machine, and is listed in the README's configuration table.
 """
 
-import json
 import os
 import secrets
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
+
+from quietcast import setting_values
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,6 +21,9 @@ if (BASE_DIR / ".env").exists():
 
 # Where the app keeps its own files (SQLite database, generated secret key) unless told otherwise.
 VAR_DIR = Path(env.str("QUIETCAST_VAR_DIR", default=str(BASE_DIR / "var")))
+# The database, the generated secret and the recordings are the server's alone: whatever it creates is
+# unreadable by other accounts on the machine.
+os.umask(0o077)
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
@@ -43,6 +48,24 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
 # Extra origins (scheme://host:port) allowed to POST forms and open WebSockets, e.g. behind a proxy.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- serving on the public internet -------------------------------------------------------------------------
+# "This site is served over https", whether Quietcast terminates TLS itself or a proxy in front of it does:
+# cookies are sent over https only, plain http is redirected, and browsers are told to use https from then on.
+HTTPS = env.bool("HTTPS", default=False)
+# Trust the X-Forwarded-For and X-Forwarded-Proto headers of a reverse proxy in front of Quietcast. Only when
+# every request passes through that proxy: otherwise any client could claim any address or scheme.
+TRUSTED_PROXY = env.bool("TRUSTED_PROXY", default=False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+if TRUSTED_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How long browsers keep to https once they have seen the site over it (HSTS, seconds; 0 = not sent).
+SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+# HSTS for every subdomain too, and eligibility for browsers' preload lists: set false when subdomains of this
+# site's domain serve plain http.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = env.bool("HSTS_INCLUDE_SUBDOMAINS", default=True)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -55,6 +78,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "csp",
     "accounts",
     "friends",
     "streams",
@@ -62,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -128,6 +153,23 @@ STATIC_ROOT = VAR_DIR / "static"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Pages load scripts, styles and audio only from this site and run no inline script, so an injected <script>
+# or a foreign origin gets nothing. WebSockets and recordings are same-origin; 'self' covers ws(s): as well.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "media-src": [SELF, "blob:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 REST_FRAMEWORK = {
     # Token first, so an unauthenticated API call answers 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -168,7 +210,7 @@ RECORDINGS_DIR = Path(env.str("RECORDINGS_DIR", default=str(VAR_DIR / "recording
 
 # STUN/TURN servers for WebRTC, as a JSON list of RTCIceServer dicts ({"urls", "username", "credential"}).
 # Empty by default: host candidates are enough on localhost and a LAN, and nothing reaches the internet.
-ICE_SERVERS = json.loads(env.str("ICE_SERVERS", default="[]"))
+ICE_SERVERS = setting_values.ice_servers(env.str("ICE_SERVERS", default="[]"))
 
 # How long a live broadcaster may be without any open presence socket (a page reload, a network blip) before
 # their stream is ended for them.

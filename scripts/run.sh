@@ -6,7 +6,4 @@ scripts/bootstrap.sh
 .venv/bin/python manage.py migrate --no-input
 # Streams left live by a crashed run are ended, and their partial recordings saved, before anyone connects.
 .venv/bin/python manage.py recover_streams
-HOST=${HOST:-127.0.0.1}
-PORT=${PORT:-8000}
-echo "Quietcast is on http://$HOST:$PORT/ (Ctrl-C stops it)"
-exec .venv/bin/daphne -b "$HOST" -p "$PORT" --proxy-headers quietcast.asgi:application
+exec .venv/bin/python -m quietcast.serve

@@ -111,13 +111,13 @@ class StreamStatusView(APIView):
 
 
 class MyRecordingsView(APIView):
-    @extend_schema(responses=RECORDING_LIST)
+    @extend_schema(operation_id="recordings_mine", responses=RECORDING_LIST)
     def get(self, request: Request) -> Response:
         return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(request.user)]})
 
 
 class UserRecordingsView(APIView):
-    @extend_schema(responses=RECORDING_LIST)
+    @extend_schema(operation_id="recordings_of_user", responses=RECORDING_LIST)
     def get(self, request: Request, username: str) -> Response:
         owner = owner_visible_to(request.user, username)
         return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(owner)]})
