@@ -1,12 +1,14 @@
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_out
 from drf_spectacular.utils import extend_schema, inline_serializer
+from knox.auth import TokenAuthentication
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import services
 from quietcast.api_errors import ApiError
 
 
@@ -16,14 +18,19 @@ class CredentialsSerializer(serializers.Serializer):
 
 
 class ObtainTokenView(APIView):
-    """Exchange a username and password for the API token headless clients send as `Authorization: Token …`."""
+    """Exchange a username and password for a new API token, sent by headless clients as `Authorization: Token …`.
+
+    Each call issues a token for one more device; it expires after API_TOKEN_TTL_DAYS without use.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
     @extend_schema(
         request=CredentialsSerializer,
-        responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+        responses=inline_serializer(
+            "TokenResponse", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
+        ),
     )
     def post(self, request: Request) -> Response:
         credentials = CredentialsSerializer(data=request.data)
@@ -31,5 +38,31 @@ class ObtainTokenView(APIView):
         user = authenticate(request, **credentials.validated_data)
         if user is None:
             raise ApiError(status.HTTP_401_UNAUTHORIZED, "Wrong username or password.")
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        key, expiry = services.issue_api_token(user)
+        return Response({"token": key, "expiry": expiry})
+
+
+class LogoutTokenView(APIView):
+    """Revoke the token this request is made with (log out this device)."""
+
+    authentication_classes = [TokenAuthentication]
+
+    @extend_schema(request=None, responses=inline_serializer("LoggedOut", {"status": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        services.revoke_api_token(request.auth)
+        user_logged_out.send(sender=type(request.user), request=request, user=request.user)
+        return Response({"status": "logged_out"})
+
+
+class LogoutAllView(APIView):
+    """Revoke every API token of the user (log out all devices), with a token or a browser session."""
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "LoggedOutAll", {"status": serializers.CharField(), "revoked": serializers.IntegerField()}
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        revoked = services.revoke_all_api_tokens(request.user)
+        return Response({"status": "logged_out", "revoked": revoked})

@@ -6,6 +6,7 @@ Every setting that varies between machines comes from the environment (or an opt
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -76,7 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "csp",
     "accounts",
@@ -173,7 +174,7 @@ CONTENT_SECURITY_POLICY = {
 REST_FRAMEWORK = {
     # Token first, so an unauthenticated API call answers 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -185,6 +186,15 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "quietcast.api_errors.json_error_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# API tokens for headless clients expire after this many days without use (each use renews it).
+API_TOKEN_TTL_DAYS = env.float("API_TOKEN_TTL_DAYS", default=30.0)
+# Tokens are stored hashed, revocable one by one or all at once, and die with a password change.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTO_REFRESH": True,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from accounts.api import ObtainTokenView
+from accounts.api import LogoutAllView, LogoutTokenView, ObtainTokenView
 from friends.urls import api_urlpatterns as friends_api
 from streams.urls import api_urlpatterns as streams_api
 
 api_urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api_token"),
+    path("auth/logout/", LogoutTokenView.as_view(), name="api_logout"),
+    path("auth/logout-all/", LogoutAllView.as_view(), name="api_logout_all"),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     *friends_api,
     *streams_api,

@@ -8,10 +8,15 @@ from django.contrib.auth.models import AnonymousUser
 
 @database_sync_to_async
 def _user_for_token(key: str):
-    from rest_framework.authtoken.models import Token
+    """The API's own token check (hashed keys, expiry, inactive users refused), so sockets and API agree."""
+    from knox.auth import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token and token.user.is_active else AnonymousUser()
+    try:
+        user, _token = TokenAuthentication().authenticate_credentials(key.encode())
+    except AuthenticationFailed:
+        return AnonymousUser()
+    return user
 
 
 class _TokenHeaderMiddleware(BaseMiddleware):

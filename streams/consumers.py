@@ -87,6 +87,11 @@ class PresenceConsumer(JsonConsumer):
             {"type": "streaming_status_update", "username": event["username"], "is_streaming": event["is_streaming"]}
         )
 
+    async def presence_credentials_changed(self, event: dict) -> None:
+        # The group also carries events about friends; only the user's own credential change closes the socket.
+        if event["user_id"] == self.scope["user"].pk:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
     async def presence_recording_saved(self, event: dict) -> None:
         logger.debug("presence event for %s: %s", self.scope["user"], event)
         await self.send_json(

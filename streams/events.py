@@ -20,6 +20,7 @@ RECORDING_SAVED = "presence.recording_saved"
 LISTENERS_CHANGED = "stream.listeners_changed"
 STREAM_ENDED = "stream.ended"
 ACCESS_REVOKED = "viewer.access_revoked"
+CREDENTIALS_CHANGED = "presence.credentials_changed"
 
 
 def presence_group(user_id: int) -> str:
@@ -55,3 +56,8 @@ def tell_stream_watchers(owner_id: int, message: dict[str, Any]) -> None:
 
 def revoke_stream_access(viewer_id: int, owner_id: int) -> None:
     _send(viewer_group(viewer_id), {"type": ACCESS_REVOKED, "owner_id": owner_id})
+
+
+def close_sockets_of(user_id: int) -> None:
+    """Close the user's presence sockets (their password changed): they reconnect only with valid credentials."""
+    _send(presence_group(user_id), {"type": CREDENTIALS_CHANGED, "user_id": user_id})

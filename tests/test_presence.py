@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from quietcast.asgi import application
 from streams import services
@@ -40,8 +40,8 @@ def channel_layer(request, settings):
 async def connect(path: str, user=None, headers: list | None = None) -> tuple[WebsocketCommunicator, bool, int | None]:
     headers = list(headers or [])
     if user is not None:
-        token, _ = await database_sync_to_async(Token.objects.get_or_create)(user=user)
-        headers.append((b"authorization", f"Token {token.key}".encode()))
+        _, key = await database_sync_to_async(AuthToken.objects.create)(user=user)
+        headers.append((b"authorization", f"Token {key}".encode()))
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, code = await communicator.connect(timeout=3)
     return communicator, connected, code
