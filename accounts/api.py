@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
@@ -25,6 +26,9 @@ class ObtainTokenView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    # Password hashing is deliberately slow: many guesses from one address would slow everyone else down.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
 
     @extend_schema(
         request=CredentialsSerializer,
@@ -35,7 +39,8 @@ class ObtainTokenView(APIView):
     def post(self, request: Request) -> Response:
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
-        user = authenticate(request, **credentials.validated_data)
+        # The underlying HttpRequest, so that django-axes' middleware sees a lockout and answers 429 instead.
+        user = authenticate(request._request, **credentials.validated_data)
         if user is None:
             raise ApiError(status.HTTP_401_UNAUTHORIZED, "Wrong username or password.")
         key, expiry = services.issue_api_token(user)

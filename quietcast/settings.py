@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "knox",
     "drf_spectacular",
     "csp",
+    "axes",
     "accounts",
     "friends",
     "streams",
@@ -94,7 +95,21 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a login refused for lockout into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# django-axes counts failed logins (the login page, the admin, API tokens) and refuses further guesses for a while.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Failed logins for one username from one address before further tries are refused.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+# How long a lockout lasts (minutes); each new failure during it starts it again.
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15.0))
+# Per username and address: a guesser cannot lock the real owner out from their own devices.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+
 
 ROOT_URLCONF = "quietcast.urls"
 
@@ -185,6 +200,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "quietcast.api_errors.json_error_handler",
+    # Views that opt in with `throttle_scope`; the token endpoint bounds password guessing per client address.
+    "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_RATE", default="30/min")},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
