@@ -119,7 +119,7 @@ def http_cells():
 
 @pytest.mark.django_db
 @pytest.mark.api
-@pytest.mark.parametrize(("method", "path", "body", "role", "expected"), http_cells())
+@pytest.mark.parametrize(("method", "path", "body", "role", "expected"), list(http_cells()))
 def test_http_access(people, method, path, body, role, expected):
     user = people[role]
     if path.startswith("/api/"):
