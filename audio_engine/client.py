@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from audio_engine.framing import FRAME_SAMPLES, SAMPLE_RATE, MonoHopFramer, stereo_frame_from_mono
@@ -103,15 +103,20 @@ def read_audio_file(path: Path, seconds: float | None = None) -> np.ndarray:
     return samples[: int(seconds * SAMPLE_RATE)] if seconds is not None else samples
 
 
-def _peer_connection(ice_servers: list[dict]) -> RTCPeerConnection:
+def _peer_connection(ice_servers: list[dict], relay_only: bool = False) -> RTCPeerConnection:
     # Always pass the list, even empty: without it aiortc falls back to a public STUN server.
-    return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers]))
+    return RTCPeerConnection(
+        RTCConfiguration(
+            iceServers=[RTCIceServer(**server) for server in ice_servers],
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL,
+        )
+    )
 
 
 async def connect_publisher(track: MediaStreamTrack, signal: Signalling,
-                            ice_servers: list[dict] | None = None) -> RTCPeerConnection:
-    """Open a send-only audio connection carrying `track`."""
-    pc = _peer_connection(ice_servers or [])
+                            ice_servers: list[dict] | None = None, relay_only: bool = False) -> RTCPeerConnection:
+    """Open a send-only audio connection carrying `track` (only through a TURN relay when `relay_only`)."""
+    pc = _peer_connection(ice_servers or [], relay_only)
     pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     answer = await signal(pc.localDescription.sdp)
@@ -121,12 +126,14 @@ async def connect_publisher(track: MediaStreamTrack, signal: Signalling,
 
 async def connect_listener(signal: Signalling, on_samples: SamplesReceivedCallback,
                            ice_servers: list[dict] | None = None,
-                           receive_prefetch: int | None = 2) -> tuple[RTCPeerConnection, asyncio.Task]:
+                           receive_prefetch: int | None = 2,
+                           relay_only: bool = False) -> tuple[RTCPeerConnection, asyncio.Task]:
     """Open a receive-only audio connection; the returned task ends when the received track ends.
 
     receive_prefetch: see EngineConfig.receive_prefetch (None = aiortc's stock jitter buffer).
+    relay_only: connect only through a TURN server of `ice_servers`, as a client behind a strict NAT must.
     """
-    pc = _peer_connection(ice_servers or [])
+    pc = _peer_connection(ice_servers or [], relay_only)
     transceiver = pc.addTransceiver("audio", direction="recvonly")
     if receive_prefetch is not None:
         install_receive_jitter_buffer(transceiver.receiver, receive_prefetch)

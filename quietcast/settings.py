@@ -239,6 +239,14 @@ RECORDINGS_DIR = Path(env.str("RECORDINGS_DIR", default=str(VAR_DIR / "recording
 # Empty by default: host candidates are enough on localhost and a LAN, and nothing reaches the internet.
 ICE_SERVERS = setting_values.ice_servers(env.str("ICE_SERVERS", default="[]"))
 
+# TURN relays for people whose network blocks direct media (coturn with `use-auth-secret`): the `turn:`/`turns:`
+# URLs handed out, and the shared secret from which each logged-in person gets credentials of their own that expire
+# (the TURN REST API scheme). Both empty = no TURN.
+TURN_URLS = env.list("TURN_URLS", default=[])
+TURN_SECRET = env.str("TURN_SECRET", default="")
+# How long minted TURN credentials stay valid (seconds); a call that outlives them keeps its relay allocation.
+TURN_CREDENTIAL_TTL_SECONDS = env.int("TURN_CREDENTIAL_TTL_SECONDS", default=12 * 3600)
+
 # How long a live broadcaster may be without any open presence socket (a page reload, a network blip) before
 # their stream is ended for them.
 STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole Quietcast test suite on a fresh machine.
 #
-# Installs what is missing (the virtualenv; redis-server, PostgreSQL and Chromium from Debian's packages when
+# Installs what is missing (the virtualenv; redis-server, PostgreSQL, Chromium and coturn from Debian's packages when
 # running as root), starts a throwaway redis-server and PostgreSQL cluster on free loopback ports, then runs:
 #   1. ruff over the code,
 #   2. the full pytest suite (SQLite, in-memory and Redis channel layers, real aiortc peers, real Chromium),
@@ -20,6 +20,7 @@ missing_packages=()
 command -v redis-server >/dev/null || missing_packages+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_packages+=(postgresql)
 [ -x /usr/bin/chromium ] || missing_packages+=(chromium)
+command -v turnserver >/dev/null || missing_packages+=(coturn)
 if [ ${#missing_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         say "Installing ${missing_packages[*]} from Debian's packages"

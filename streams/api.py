@@ -1,6 +1,5 @@
 """Stream lifecycle and recordings JSON API: parse, authorize with `can_access`, call a service, answer."""
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -10,6 +9,7 @@ from rest_framework.views import APIView
 from friends import services as friends
 from quietcast.api_errors import ApiError
 from streams import media, services
+from streams.ice_servers import ice_servers_for
 
 
 def owner_visible_to(viewer, username: str):
@@ -124,11 +124,11 @@ class UserRecordingsView(APIView):
 
 
 class IceServersView(APIView):
-    """The STUN/TURN servers browsers and headless clients should use (the server's peers use the same)."""
+    """The STUN/TURN servers this browser or headless client should use; TURN credentials are minted per request."""
 
     @extend_schema(responses=inline_serializer("IceServers", {"ice_servers": serializers.ListField()}))
     def get(self, request: Request) -> Response:
-        return Response({"ice_servers": settings.ICE_SERVERS})
+        return Response({"ice_servers": ice_servers_for(request.user)})
 
 
 class OfferSerializer(serializers.Serializer):
