@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from friends import services
+from friends.throttles import SearchRateThrottle
 from quietcast.api_errors import call_translating_errors
 
 
@@ -41,6 +42,8 @@ STATUS_RESPONSE = inline_serializer("FriendshipStatus", {"status": serializers.C
 
 
 class UserSearchView(APIView):
+    throttle_classes = [SearchRateThrottle]
+
     @extend_schema(
         parameters=[SearchQuerySerializer],
         responses=inline_serializer(

@@ -8,6 +8,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from friends import services
+from friends.throttles import SearchRateThrottle
 
 FRIEND_ACTIONS = {
     "request": (
@@ -39,6 +40,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:150]
+    if query.strip() and not SearchRateThrottle().allow_request(request, None):
+        message = "You are searching too fast. Wait a minute, then try again."
+        return render(request, "friends/search.html", {"query": query, "results": [], "error": message}, status=429)
     results = services.search_users(request.user, query) if query.strip() else []
     return render(request, "friends/search.html", {"query": query, "results": results})
 

@@ -201,7 +201,11 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "quietcast.api_errors.json_error_handler",
     # Views that opt in with `throttle_scope`; the token endpoint bounds password guessing per client address.
-    "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_RATE", default="30/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env.str("LOGIN_RATE", default="30/min"),
+        # User searches per person (API and page together).
+        "search": env.str("SEARCH_RATE", default="30/min"),
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

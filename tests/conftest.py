@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.test import Client
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -19,6 +20,14 @@ from tests.live_server import PASSWORD
 def fast_password_hashing(settings):
     """Tests create many users; the production hasher is deliberately slow."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Rate limits count in the cache by user id, and ids repeat from test to test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

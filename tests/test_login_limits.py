@@ -5,7 +5,6 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,7 +18,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.api]
 def limits(settings):
     settings.AXES_FAILURE_LIMIT = 3
     settings.AXES_COOLOFF_TIME = timedelta(minutes=15)
-    cache.clear()
 
 
 def token_attempt(password: str, username: str = "alice", address: str = "10.0.0.1"):
