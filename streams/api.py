@@ -10,6 +10,10 @@ from rest_framework.views import APIView
 from friends import services as friends
 from quietcast.api_errors import ApiError
 from streams import media, services
+from streams.events import ChannelLayerUnavailable, EndReason
+
+# Start and stop are refused, changing nothing, while friends' pages could not be told about them.
+EVENTS_DOWN_MESSAGE = "The server cannot reach its message service right now; nothing was changed. Try again shortly."
 
 
 def owner_visible_to(viewer, username: str):
@@ -30,6 +34,10 @@ class StartSerializer(serializers.Serializer):
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
+    # "tab_closed" from the page's unload beacon; the Stop button and API clients leave the default.
+    reason = serializers.ChoiceField(
+        choices=[EndReason.STOPPED.value, EndReason.TAB_CLOSED.value], default=EndReason.STOPPED.value
+    )
 
 
 STATUS_FIELDS = {
@@ -77,6 +85,8 @@ class StartStreamView(APIView):
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
         except services.DenoiseAtCapacity as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+        except ChannelLayerUnavailable as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         except services.StreamError as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
         return Response(
@@ -96,11 +106,14 @@ class StopStreamView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        StopSerializer(data=request.data).is_valid(raise_exception=True)
+        body = StopSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            ended = services.end_stream(request.user, reason="stopped by the broadcaster")
+            ended = services.stop_stream(request.user, reason=EndReason(body.validated_data["reason"]))
         except services.NotLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
+        except ChannelLayerUnavailable as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         return Response({"status": "stopped", "recording_id": ended.recording.pk if ended.recording else None})
 
 

@@ -5,7 +5,10 @@ class StreamsConfig(AppConfig):
     name = "streams"
 
     def ready(self) -> None:
-        from friends.signals import friendship_changed
-        from streams.services import on_friendship_changed
+        from django.contrib.auth.signals import user_logged_out
 
-        friendship_changed.connect(on_friendship_changed, dispatch_uid="streams.on_friendship_changed")
+        from friends.signals import friendship_changed
+        from streams import services
+
+        friendship_changed.connect(services.on_friendship_changed, dispatch_uid="streams.on_friendship_changed")
+        user_logged_out.connect(services.on_logged_out, dispatch_uid="streams.on_logged_out")

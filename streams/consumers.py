@@ -110,11 +110,14 @@ class StreamConsumer(JsonConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.owner_id = owner.pk
+        self.is_owner = owner.pk == viewer.pk
         self.groups_joined = [events.stream_group(owner.pk), events.viewer_group(viewer.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         status = await database_sync_to_async(services.stream_status)(owner)
+        if not self.is_owner:
+            del status["session_id"]  # the session id lets its holder publish: the owner's pages only
         await self.send_json({"type": "stream_status", **status})
 
     async def disconnect(self, code: int) -> None:
@@ -128,8 +131,14 @@ class StreamConsumer(JsonConsumer):
     async def stream_listeners_changed(self, event: dict) -> None:
         await self.send_json({"type": event["event"], "count": event["count"]})
 
+    async def stream_started(self, event: dict) -> None:
+        message = {"type": "stream_started", "started_at": event["started_at"], "denoise": event["denoise"]}
+        if self.is_owner:
+            message["session_id"] = event["session_id"]
+        await self.send_json(message)
+
     async def stream_ended(self, event: dict) -> None:
-        await self.send_json({"type": "stream_ended"})
+        await self.send_json({"type": "stream_ended", "reason": event["reason"]})
 
     async def viewer_access_revoked(self, event: dict) -> None:
         if event["owner_id"] == self.owner_id:

@@ -81,7 +81,7 @@ async def _end_if_publisher_stays_gone(session_id: str) -> None:
         _publisher_losses.pop(session_id, None)
         if _engine is not None and _engine.has_live_publisher(session_id):
             return
-        await sync_to_async(services.end_stream_session)(session_id, reason="broadcaster connection lost")
+        await sync_to_async(services.end_stream_session)(session_id, reason=services.EndReason.CONNECTION_LOST)
 
     _background(later())
 
@@ -151,7 +151,7 @@ def _end_streams_on_server_shutdown() -> None:
         from streams import services
 
         for session_id in _engine.session_ids():
-            await sync_to_async(services.end_stream_session)(session_id, reason="server shutting down")
+            await sync_to_async(services.end_stream_session)(session_id, reason=services.EndReason.SERVER_RESTART)
         await _engine.shutdown()
 
     reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(end_all())))

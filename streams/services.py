@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from friends.services import friend_ids
 from streams import events, media
+from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
     Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
     simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
     """
+    events.require_reachable()
     limit = settings.MAX_DENOISED_STREAMS
     if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
         existing = active_stream_of(user)
@@ -93,19 +95,35 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
     events.tell_friends(
         friend_ids(user), {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": True}
     )
+    events.stream_started(
+        user.pk, session_id=str(stream.session_id), started_at=stream.started_at.isoformat(), denoise=denoise
+    )
     return stream
 
 
-def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | str | None = None) -> EndedStream:
-    """End `user`'s stream, whatever the reason. With `session_id`, only that session (a stale trigger from an
-    older stream must not end a newer one). Raises NotLive when there is nothing to end."""
+def stop_stream(user: AbstractBaseUser, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
+    """The broadcaster ends their stream (Stop, or the page's unload beacon). Refused with
+    ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
+    events.require_reachable()
+    ended = end_stream(user, reason=reason)
+    if ended is None:
+        raise NotLive()
+    return ended
+
+
+def end_stream(
+    user: AbstractBaseUser, *, reason: EndReason, session_id: uuid.UUID | str | None = None
+) -> EndedStream | None:
+    """End `user`'s stream, whatever the reason: the one way a stream ends. With `session_id`, only that
+    session (a stale trigger from an older stream must not end a newer one). Idempotent: None when there is
+    nothing (left) to end, e.g. the second of two concurrent stops."""
     with transaction.atomic():
         streams = ActiveStream.objects.select_for_update().filter(owner=user)
         if session_id is not None:
             streams = streams.filter(session_id=session_id)
         stream = streams.first()
         if stream is None:
-            raise NotLive()
+            return None
         stream.delete()
     logger.info("stream ended: user=%s session=%s reason=%s", user.username, stream.session_id, reason)
 
@@ -118,7 +136,7 @@ def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | s
     events.tell_friends(
         owner_friends, {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": False}
     )
-    events.tell_stream_watchers(user.pk, {"type": events.STREAM_ENDED})
+    events.stream_ended(user.pk, reason)
     if recording is not None:
         events.tell_friends(
             owner_friends | {user.pk},
@@ -127,15 +145,12 @@ def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | s
     return EndedStream(owner_id=user.pk, session_id=stream.session_id, recording=recording)
 
 
-def end_stream_session(session_id: uuid.UUID | str, *, reason: str) -> EndedStream | None:
+def end_stream_session(session_id: uuid.UUID | str, *, reason: EndReason) -> EndedStream | None:
     """End a stream known only by its session id (media callbacks). Quietly nothing if it already ended."""
     stream = ActiveStream.objects.select_related("owner").filter(session_id=session_id).first()
     if stream is None:
         return None
-    try:
-        return end_stream(stream.owner, reason=reason, session_id=session_id)
-    except NotLive:
-        return None
+    return end_stream(stream.owner, reason=reason, session_id=session_id)
 
 
 def _register_recording(
@@ -175,6 +190,12 @@ def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
 
 def recordings_of(owner: AbstractBaseUser) -> list[StreamRecording]:
     return list(StreamRecording.objects.filter(owner=owner))
+
+
+def on_logged_out(user: AbstractBaseUser | None, **_: Any) -> None:
+    """Logging out while live ends the stream at once: the page's own beacon would arrive unauthenticated."""
+    if user is not None and user.is_authenticated:
+        end_stream(user, reason=EndReason.LOGGED_OUT)
 
 
 def stream_status(owner: AbstractBaseUser) -> dict[str, Any]:
@@ -249,7 +270,7 @@ def end_if_abandoned(user_id: int, loss: PresenceLoss) -> EndedStream | None:
     )
     if not still_lost.exists():
         return None
-    return end_stream_session(loss.session_id, reason="presence socket closed")
+    return end_stream_session(loss.session_id, reason=EndReason.CONNECTION_LOST)
 
 
 def recover_after_restart() -> list[EndedStream]:
@@ -257,7 +278,7 @@ def recover_after_restart() -> list[EndedStream]:
     recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
     PresenceConnection.objects.all().delete()
     left_live = ActiveStream.objects.values_list("session_id", flat=True)
-    ended = [end_stream_session(session_id, reason="server restarted") for session_id in left_live]
+    ended = [end_stream_session(session_id, reason=EndReason.SERVER_RESTART) for session_id in left_live]
     ended = [stream for stream in ended if stream is not None]
     for orphan in media.orphaned_recordings():
         owner = User.objects.filter(pk=orphan.owner_id).first()

@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 
 from quietcast.asgi import application
 from streams import services
+from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,7 +76,7 @@ async def test_friend_sees_live_badge_within_a_second(channel_layer, cast):
     message = await socket.receive_json_from(timeout=1)
     assert time.monotonic() - started < 1
     assert message == {"type": "streaming_status_update", "username": "alice", "is_streaming": True}
-    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason=EndReason.STOPPED)
     assert await socket.receive_json_from(timeout=1) == {
         "type": "streaming_status_update",
         "username": "alice",
@@ -147,7 +148,7 @@ async def test_friends_and_owner_hear_when_a_recording_is_saved(channel_layer, c
         await sockets[role].receive_json_from()
     await database_sync_to_async(services.start_stream)(cast["owner"])
     await sockets["friend"].receive_json_from()
-    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason=EndReason.STOPPED)
     assert (await sockets["friend"].receive_json_from())["is_streaming"] is False
     for role in ("friend", "owner"):
         saved = await sockets[role].receive_json_from()
@@ -222,7 +223,7 @@ async def test_a_stale_grace_timer_does_not_end_a_newer_stream(channel_layer, ca
     broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
     await database_sync_to_async(services.start_stream)(cast["owner"])
     await broadcaster.disconnect()
-    await database_sync_to_async(services.end_stream)(cast["owner"], reason="stopped")
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason=EndReason.STOPPED)
     newer = await database_sync_to_async(services.start_stream)(cast["owner"])
     await asyncio.sleep(0.6)
     assert await database_sync_to_async(ActiveStream.objects.filter(session_id=newer.session_id).exists)()
@@ -260,11 +261,57 @@ async def test_stream_socket_carries_listener_counts_and_the_end(channel_layer, 
     assert await socket.receive_json_from() == {"type": "listener_joined", "count": 1}
     await database_sync_to_async(services.set_listener_count)(stream.session_id, 0)
     assert await socket.receive_json_from() == {"type": "listener_left", "count": 0}
-    await database_sync_to_async(services.end_stream)(cast["owner"], reason="test")
-    assert await socket.receive_json_from() == {"type": "stream_ended"}
+    await database_sync_to_async(services.end_stream)(cast["owner"], reason=EndReason.STOPPED)
+    assert await socket.receive_json_from() == {"type": "stream_ended", "reason": "stopped"}
     await socket.send_json_to({"action": "anything"})
     assert (await socket.receive_json_from())["type"] == "error"
     await socket.disconnect()
+
+
+async def test_only_the_owners_stream_status_carries_the_session_id(channel_layer, cast):
+    stream = await database_sync_to_async(services.start_stream)(cast["owner"])
+    owner, _, _ = await connect("/ws/stream/alice/", cast["owner"])
+    friend, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    assert (await owner.receive_json_from())["session_id"] == str(stream.session_id)
+    status = await friend.receive_json_from()
+    assert status["is_streaming"] is True and "session_id" not in status
+    await owner.disconnect()
+    await friend.disconnect()
+
+
+async def test_owner_and_friends_pages_hear_a_stream_start_and_only_the_owner_gets_its_session(channel_layer, cast):
+    owner, _, _ = await connect("/ws/stream/alice/", cast["owner"])
+    friend, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    for socket in (owner, friend):
+        assert (await socket.receive_json_from())["is_streaming"] is False
+    stream = await database_sync_to_async(services.start_stream)(cast["owner"], denoise=False)
+    expected = {"type": "stream_started", "started_at": stream.started_at.isoformat(), "denoise": False}
+    assert await friend.receive_json_from(timeout=1) == expected
+    assert await owner.receive_json_from(timeout=1) == {**expected, "session_id": str(stream.session_id)}
+    await owner.disconnect()
+    await friend.disconnect()
+
+
+@pytest.mark.parametrize("reason", ["stopped", "tab_closed"])
+async def test_stop_and_the_unload_beacon_end_the_stream_with_their_reason(channel_layer, cast, reason):
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    owner, _, _ = await connect("/ws/stream/alice/", cast["owner"])
+    await owner.receive_json_from()
+    await database_sync_to_async(services.stop_stream)(cast["owner"], reason=EndReason(reason))
+    assert await owner.receive_json_from(timeout=1) == {"type": "stream_ended", "reason": reason}
+    await owner.disconnect()
+
+
+async def test_logging_out_while_live_ends_the_stream(channel_layer, cast, client):
+    await database_sync_to_async(client.force_login)(cast["owner"])
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    friend, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    await friend.receive_json_from()
+    response = await database_sync_to_async(client.post)("/logout/")
+    assert response.status_code == 302
+    assert await friend.receive_json_from(timeout=1) == {"type": "stream_ended", "reason": "logged_out"}
+    assert not await database_sync_to_async(ActiveStream.objects.exists)()
+    await friend.disconnect()
 
 
 # --- friendships that change while someone is live ----------------------------------------------------------

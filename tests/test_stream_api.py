@@ -4,6 +4,7 @@ import pytest
 from django.db import connection
 
 from streams import services
+from streams.events import EndReason
 from streams.models import ActiveStream, StreamRecording
 
 pytestmark = [pytest.mark.django_db, pytest.mark.api]
@@ -245,5 +246,5 @@ def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     )
     stream = services.start_stream(alice)
     ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
-    ended = services.end_stream(alice, reason="test")
+    ended = services.end_stream(alice, reason=EndReason.STOPPED)
     assert ended.recording.title == "Live on 2026-03-01 20:15"
