@@ -1,13 +1,11 @@
 """WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
 
-import asyncio
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 
 from friends import services as friends
 from streams import events, services
@@ -16,9 +14,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
-
-# Grace-period tasks must be referenced until they finish, or the loop may drop them.
-_grace_tasks: set[asyncio.Task] = set()
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -64,11 +59,7 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated:
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        loss = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
-        if loss is not None:
-            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss))
-            _grace_tasks.add(task)
-            task.add_done_callback(_grace_tasks.discard)
+        await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         self.log_received(content)
@@ -92,11 +83,6 @@ class PresenceConsumer(JsonConsumer):
         await self.send_json(
             {"type": "recording_saved", "username": event["username"], "recording": event["recording"]}
         )
-
-
-async def _end_after_grace(user_id: int, loss: services.PresenceLoss) -> None:
-    await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
-    await database_sync_to_async(services.end_if_abandoned)(user_id, loss)
 
 
 class StreamConsumer(JsonConsumer):
