@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -241,7 +241,10 @@ def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
         await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
         await media_engine.shutdown()
 
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
+    # Twisted types `reactor` as an interface whose methods mypy reads without `self`.
+    cast(Any, reactor).addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop()))
+    )
 
 
 # --- blocking entry points for synchronous code -----------------------------------------------------------------
