@@ -42,10 +42,14 @@ def report(signal, stream: ActiveStream) -> None:
     signal.send(sender=signals.MEDIA, session_id=str(stream.session_id))
 
 
+def live_with_a_page_that_closes(user) -> None:
+    with_audio(user)
+    services.presence_connected(user, "tab-1")
+    services.presence_disconnected(user, "tab-1")
+
+
 def test_a_closed_page_ends_the_stream_when_the_grace_period_is_over(alice, lifecycle_clock, ended_reasons):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE - 0.1)
     assert services.end_overdue_streams() == [] and live(alice)
     lifecycle_clock.advance(0.2)
@@ -54,9 +58,7 @@ def test_a_closed_page_ends_the_stream_when_the_grace_period_is_over(alice, life
 
 
 def test_a_reload_within_the_grace_period_keeps_the_stream(alice, lifecycle_clock):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE - 1)
     services.presence_connected(alice, "tab-1-reloaded")
     lifecycle_clock.advance(GRACE * 10)
@@ -73,9 +75,7 @@ def test_one_of_two_tabs_closing_is_not_leaving(alice, lifecycle_clock):
 
 
 def test_leaving_again_after_a_reconnect_gets_a_full_grace_period(alice, lifecycle_clock):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE / 2)
     services.presence_connected(alice, "tab-1-reloaded")
     services.presence_disconnected(alice, "tab-1-reloaded")
