@@ -145,6 +145,8 @@ class TooManyConnections(MediaError):
 # --- this process's engine -------------------------------------------------------------------------------------
 
 _engine: MediaEngine | None = None
+# Names this server process as the holder of the streams it answered offers for.
+_HOST_ID = uuid.uuid4().hex
 _signal_queue: asyncio.Queue[tuple[Signal, dict[str, Any]]] | None = None
 _background_tasks: set[asyncio.Task[None]] = set()
 
@@ -219,6 +221,11 @@ def engine() -> MediaEngine:
         _background(_send_signals(_signal_queue))
         _end_streams_on_server_shutdown(_engine)
     return _engine
+
+
+def host_id() -> str:
+    """This server process's id as a media host (see ActiveStream.media_host)."""
+    return _HOST_ID
 
 
 def check_engine_support() -> None:

@@ -250,6 +250,7 @@ def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
         if stream.audio_started_at is None:
             end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
         raise
+    ActiveStream.objects.filter(pk=stream.pk).update(media_host=media.host_id())
     return stream, answer
 
 
@@ -332,10 +333,12 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
 def end_overdue_streams() -> list[EndedStream]:
     """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
     sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
-    broadcaster who comes back meanwhile keeps their stream."""
+    broadcaster who comes back meanwhile keeps their stream. Streams whose media another server process holds
+    are left to that process."""
     ended = []
+    ours = ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
     for reason, condition in _overdue(clock.now()).items():
-        for session_id in ActiveStream.objects.filter(condition).values_list("session_id", flat=True):
+        for session_id in ours.filter(condition).values_list("session_id", flat=True):
             stream = end_stream_session(session_id, reason=reason, only_if=condition)
             if stream is not None:
                 ended.append(stream)

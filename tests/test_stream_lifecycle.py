@@ -160,3 +160,28 @@ def test_listener_counts_come_from_the_media_adapter(alice):
     stream = with_audio(alice)
     signals.listener_count_changed.send(sender=signals.MEDIA, session_id=str(stream.session_id), count=2)
     assert services.stream_status(alice)["listeners"] == 2
+
+
+def test_a_stream_whose_media_another_server_process_holds_is_left_to_that_process(alice, bob, lifecycle_clock):
+    elsewhere = with_audio(alice)
+    ActiveStream.objects.filter(pk=elsewhere.pk).update(media_host="another-process")
+    here = with_audio(bob)
+    ActiveStream.objects.filter(pk=here.pk).update(media_host=media.host_id())
+    for stream in (elsewhere, here):
+        report(signals.publisher_gone, stream)
+    lifecycle_clock.advance(GRACE + 1)
+    assert [stream.owner_id for stream in services.end_overdue_streams()] == [bob.pk]
+    assert live(alice)
+
+
+def test_an_answered_offer_marks_this_process_as_the_streams_media_host(alice, monkeypatch):
+    monkeypatch.setattr(media, "publish", lambda *args, **kwargs: "v=0 answer")
+    stream = services.start_stream(alice)
+    assert services.publish_offer(alice, "v=0 offer")[1] == "v=0 answer"
+    assert ActiveStream.objects.get(pk=stream.pk).media_host == media.host_id()
+
+
+def test_streams_left_live_by_the_last_run_end_as_a_server_restart(alice, ended_reasons):
+    with_audio(alice)
+    assert len(services.recover_after_restart()) == 1
+    assert not live(alice) and ended_reasons == [EndReason.SERVER_RESTART]
