@@ -1,16 +1,23 @@
 """Server-rendered friend pages. Actions are plain form POSTs that call the same services as the API."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.users import signed_in
 from friends import services
 from friends.throttles import SearchRateThrottle
 
-FRIEND_ACTIONS = {
+# Each action: the service that does it (it returns its outcome, or (outcome, created)), and what each outcome
+# tells the person.
+FriendAction = Callable[[User, str], str | tuple[str, bool]]
+FRIEND_ACTIONS: dict[str, tuple[FriendAction, dict[str, str]]] = {
     "request": (
         services.send_request,
         {
@@ -28,32 +35,23 @@ FRIEND_ACTIONS = {
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    from streams.services import live_user_ids
-
-    friends = list(services.friends_of(request.user))
-    live = live_user_ids([friend.pk for friend in friends])
-    return render(request, "friends/home.html", {"friends": friends, "live_ids": live})
-
-
-@login_required
-@require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:150]
     if query.strip() and not SearchRateThrottle().allow_request(request, None):
         message = "You are searching too fast. Wait a minute, then try again."
         return render(request, "friends/search.html", {"query": query, "results": [], "error": message}, status=429)
-    results = services.search_users(request.user, query) if query.strip() else []
+    results = services.search_users(signed_in(request), query) if query.strip() else []
     return render(request, "friends/search.html", {"query": query, "results": results})
 
 
 @login_required
 @require_GET
 def friend_requests(request: HttpRequest) -> HttpResponse:
+    user = signed_in(request)
     return render(
         request,
         "friends/requests.html",
-        {"received": services.received_requests(request.user), "sent": services.sent_requests(request.user)},
+        {"received": services.received_requests(user), "sent": services.sent_requests(user)},
     )
 
 
@@ -69,34 +67,10 @@ def friend_action(request: HttpRequest, action: str) -> HttpResponse:
         return redirect(next_url)
     operation, confirmations = FRIEND_ACTIONS[action]
     try:
-        outcome = operation(request.user, username)
+        outcome = operation(signed_in(request), username)
     except services.FriendshipError as error:
         messages.error(request, str(error))
         return redirect(next_url)
     status = outcome[0] if isinstance(outcome, tuple) else outcome
     messages.success(request, confirmations[status].format(name=username))
     return redirect(next_url)
-
-
-@login_required
-@require_GET
-def profile(request: HttpRequest, username: str) -> HttpResponse:
-    """A person's page. Their stream and recordings are shown only to them and their friends."""
-    from django.http import Http404
-
-    from streams.services import profile_context
-
-    try:
-        owner = services.find_user(username)
-    except services.UserNotFound as error:
-        raise Http404(str(error)) from error
-    allowed = services.can_access(request.user, owner)
-    context = {
-        "owner": owner,
-        "is_owner": owner.pk == request.user.pk,
-        "friendship": "self" if owner.pk == request.user.pk else services.friendship_state(request.user, owner),
-        "allowed": allowed,
-    }
-    if allowed:
-        context.update(profile_context(request.user, owner))
-    return render(request, "friends/profile.html", context)

@@ -6,10 +6,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.users import signed_in
 from friends import services as friends
-from quietcast.api_errors import ApiError
+from quietcast.api_errors import ApiError, ErrorStatuses, call_translating_errors
 from streams import media, services
 from streams.ice_servers import ice_servers_for
+from streams.events import ChannelLayerUnavailable, EndReason
+
+# Start and stop are refused, changing nothing, while friends' pages could not be told about them.
+EVENTS_DOWN_MESSAGE = "The server cannot reach its message service right now; nothing was changed. Try again shortly."
 
 
 def owner_visible_to(viewer, username: str):
@@ -30,9 +35,13 @@ class StartSerializer(serializers.Serializer):
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
+    # "tab_closed" from the page's unload beacon; the Stop button and API clients leave the default.
+    reason = serializers.ChoiceField(
+        choices=[EndReason.STOPPED.value, EndReason.TAB_CLOSED.value], default=EndReason.STOPPED.value
+    )
 
 
-STATUS_FIELDS = {
+STATUS_FIELDS: dict[str, serializers.Field] = {
     "username": serializers.CharField(),
     "is_streaming": serializers.BooleanField(),
     "session_id": serializers.UUIDField(allow_null=True),
@@ -40,7 +49,7 @@ STATUS_FIELDS = {
     "denoise": serializers.BooleanField(allow_null=True),
     "listeners": serializers.IntegerField(),
 }
-RECORDING_FIELDS = {
+RECORDING_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.IntegerField(),
     "title": serializers.CharField(),
     "description": serializers.CharField(),
@@ -72,11 +81,13 @@ class StartStreamView(APIView):
         body = StartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            stream = services.start_stream(request.user, denoise=body.validated_data["denoise"])
+            stream = services.start_stream(signed_in(request), denoise=body.validated_data["denoise"])
         except services.AlreadyLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
         except services.DenoiseAtCapacity as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+        except ChannelLayerUnavailable as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         except services.StreamError as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
         return Response(
@@ -96,30 +107,34 @@ class StopStreamView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        StopSerializer(data=request.data).is_valid(raise_exception=True)
+        body = StopSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            ended = services.end_stream(request.user, reason="stopped by the broadcaster")
+            ended = services.stop_stream(signed_in(request), reason=EndReason(body.validated_data["reason"]))
         except services.NotLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
+        except ChannelLayerUnavailable as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         return Response({"status": "stopped", "recording_id": ended.recording.pk if ended.recording else None})
 
 
 class StreamStatusView(APIView):
     @extend_schema(responses=inline_serializer("StreamStatus", STATUS_FIELDS))
     def get(self, request: Request, username: str) -> Response:
-        return Response(services.stream_status(owner_visible_to(request.user, username)))
+        return Response(services.stream_status(owner_visible_to(signed_in(request), username)))
 
 
 class MyRecordingsView(APIView):
     @extend_schema(operation_id="recordings_mine", responses=RECORDING_LIST)
     def get(self, request: Request) -> Response:
-        return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(request.user)]})
+        recordings = services.recordings_of(signed_in(request))
+        return Response({"recordings": [services.recording_as_json(r) for r in recordings]})
 
 
 class UserRecordingsView(APIView):
     @extend_schema(operation_id="recordings_of_user", responses=RECORDING_LIST)
     def get(self, request: Request, username: str) -> Response:
-        owner = owner_visible_to(request.user, username)
+        owner = owner_visible_to(signed_in(request), username)
         return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(owner)]})
 
 
@@ -148,11 +163,14 @@ def _parse_offer(request: Request) -> str:
     return body.validated_data["sdp"]
 
 
-def _negotiate(negotiation, *args, **kwargs) -> str:
-    try:
-        return negotiation(*args, **kwargs)
-    except media.MediaError as error:
-        raise ApiError(error.status, str(error)) from error
+MEDIA_ERROR_STATUS: ErrorStatuses = {
+    media.PublisherAlreadyConnected: status.HTTP_409_CONFLICT,
+    media.SessionEnded: status.HTTP_409_CONFLICT,
+    media.OfferRejected: status.HTTP_400_BAD_REQUEST,
+    media.DenoiseUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    media.NotSendingYet: status.HTTP_404_NOT_FOUND,
+    media.TooManyConnections: status.HTTP_429_TOO_MANY_REQUESTS,
+}
 
 
 class PublishOfferView(APIView):
@@ -161,24 +179,52 @@ class PublishOfferView(APIView):
     @extend_schema(request=OfferSerializer, responses=ANSWER)
     def post(self, request: Request) -> Response:
         offer_sdp = _parse_offer(request)
-        stream = services.active_stream_of(request.user)
-        if stream is None:
-            raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream before sending audio.")
-        answer = _negotiate(
-            media.publish, request.user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled
-        )
+        try:
+            stream, answer = call_translating_errors(
+                MEDIA_ERROR_STATUS, services.publish_offer, signed_in(request), offer_sdp
+            )
+        except services.NotLive as error:
+            raise ApiError(
+                status.HTTP_409_CONFLICT, "You are not live. Start a stream before sending audio."
+            ) from error
         return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})
 
 
 class ListenerOfferView(APIView):
-    """A listener's WebRTC offer for someone's live stream (the owner or a friend)."""
+    """A listener's WebRTC offer for someone's live stream (the owner or a friend). One person may hold
+    MAX_LISTENER_CONNECTIONS_PER_USER connections to a stream; beyond that the answer is a 429."""
 
     @extend_schema(request=OfferSerializer, responses=ANSWER)
     def post(self, request: Request, username: str) -> Response:
-        owner = owner_visible_to(request.user, username)
+        owner = owner_visible_to(signed_in(request), username)
         offer_sdp = _parse_offer(request)
-        stream = services.active_stream_of(owner)
-        if stream is None:
-            raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.")
-        answer = _negotiate(media.listen, stream.session_id, offer_sdp, listener_user_id=request.user.pk)
+        try:
+            stream, answer = call_translating_errors(
+                MEDIA_ERROR_STATUS, services.listen_offer, signed_in(request), owner, offer_sdp
+            )
+        except services.NotLive as error:
+            raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.") from error
         return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})
+
+
+class FriendListView(APIView):
+    """The viewer's friends and which of them are live."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "FriendList",
+            {
+                "friends": inline_serializer(
+                    "Friend",
+                    {"username": serializers.CharField(), "is_streaming": serializers.BooleanField()},
+                    many=True,
+                )
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        people = list(friends.friends_of(signed_in(request)))
+        live = services.live_user_ids([friend.pk for friend in people])
+        return Response(
+            {"friends": [{"username": friend.username, "is_streaming": friend.pk in live} for friend in people]}
+        )

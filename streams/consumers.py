@@ -1,12 +1,10 @@
 """WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
 
-import asyncio
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 
 from friends import services as friends
 from quietcast import untrusted_json
@@ -16,9 +14,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
-
-# Grace-period tasks must be referenced until they finish, or the loop may drop them.
-_grace_tasks: set[asyncio.Task] = set()
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -64,11 +59,7 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated:
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        loss = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
-        if loss is not None:
-            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss))
-            _grace_tasks.add(task)
-            task.add_done_callback(_grace_tasks.discard)
+        await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         self.log_received(content)
@@ -99,11 +90,6 @@ class PresenceConsumer(JsonConsumer):
         )
 
 
-async def _end_after_grace(user_id: int, loss: services.PresenceLoss) -> None:
-    await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
-    await database_sync_to_async(services.end_if_abandoned)(user_id, loss)
-
-
 class StreamConsumer(JsonConsumer):
     """`/ws/stream/<username>/`: listener counts and the end of one person's stream, for them and their friends."""
 
@@ -115,11 +101,14 @@ class StreamConsumer(JsonConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.owner_id = owner.pk
+        self.is_owner = owner.pk == viewer.pk
         self.groups_joined = [events.stream_group(owner.pk), events.viewer_group(viewer.pk)]
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         status = await database_sync_to_async(services.stream_status)(owner)
+        if not self.is_owner:
+            del status["session_id"]  # the session id lets its holder publish: the owner's pages only
         await self.send_json({"type": "stream_status", **status})
 
     async def disconnect(self, code: int) -> None:
@@ -133,8 +122,14 @@ class StreamConsumer(JsonConsumer):
     async def stream_listeners_changed(self, event: dict) -> None:
         await self.send_json({"type": event["event"], "count": event["count"]})
 
+    async def stream_started(self, event: dict) -> None:
+        message = {"type": "stream_started", "started_at": event["started_at"], "denoise": event["denoise"]}
+        if self.is_owner:
+            message["session_id"] = event["session_id"]
+        await self.send_json(message)
+
     async def stream_ended(self, event: dict) -> None:
-        await self.send_json({"type": "stream_ended"})
+        await self.send_json({"type": "stream_ended", "reason": event["reason"]})
 
     async def viewer_access_revoked(self, event: dict) -> None:
         if event["owner_id"] == self.owner_id:

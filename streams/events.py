@@ -1,16 +1,24 @@
-"""Channel-layer group names and event types, in one place.
+"""Channel-layer group names, event types and why a stream ended, in one place.
 
 Presence: every user's presence sockets join `presence_group(user_id)`; an event about alice is sent to the
 presence group of each of alice's friends, so strangers never hear about her.
 Stream: `/ws/stream/<owner>/` sockets join `stream_group(owner_id)` and their viewer's `viewer_group(user_id)`.
+
+Events describe changes that are already stored: they are sent after the transaction commits
+(`send_on_commit`), and a send that fails (the channel layer's Redis is down) is logged, never raised, so a done
+change is never reported as an error. Operations that must not happen unannounced check `require_reachable()`
+first.
 """
 
+import asyncio
 import logging
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +26,28 @@ logger = logging.getLogger(__name__)
 STATUS_CHANGED = "presence.status_changed"
 RECORDING_SAVED = "presence.recording_saved"
 LISTENERS_CHANGED = "stream.listeners_changed"
+STREAM_STARTED = "stream.started"
 STREAM_ENDED = "stream.ended"
 ACCESS_REVOKED = "viewer.access_revoked"
 CREDENTIALS_CHANGED = "presence.credentials_changed"
+
+# How long a reachability check of the channel layer may take before the layer counts as down.
+REACHABILITY_TIMEOUT_S = 2.0
+
+
+class EndReason(StrEnum):
+    """Why a stream ended, as pages receive it in `{"type": "stream_ended", "reason": ...}`."""
+
+    STOPPED = "stopped"  # the Stop button or the API
+    TAB_CLOSED = "tab_closed"  # the broadcaster's page sent its unload beacon
+    LOGGED_OUT = "logged_out"  # the broadcaster logged out
+    CONNECTION_LOST = "connection_lost"  # the broadcaster's page or media stayed away past the grace period
+    NO_AUDIO = "no_audio"  # no audio arrived within the set time of starting
+    SERVER_RESTART = "server_restart"  # the server stopped, or found the stream left live by its last run
+
+
+class ChannelLayerUnavailable(Exception):
+    """The channel layer cannot deliver events now (its Redis is down)."""
 
 
 def presence_group(user_id: int) -> str:
@@ -36,28 +63,66 @@ def viewer_group(viewer_id: int) -> str:
     return f"quietcast.viewer.{viewer_id}"
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def _send_now(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     logger.debug("channel-layer send to %s: %s", group, message)
-    async_to_sync(layer.group_send)(group, message)
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        # The change this event describes is stored; pages catch up when their sockets reconnect.
+        logger.exception("could not send %s to %s", message.get("type"), group)
+
+
+def send_on_commit(group: str, message: dict[str, Any]) -> None:
+    """Send `message` to `group` once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(lambda: _send_now(group, message), robust=True)
+
+
+async def _layer_answers() -> None:
+    layer = get_channel_layer()
+    connection = getattr(layer, "connection", None)
+    if connection is None:
+        return  # the in-memory layer is always there
+    await asyncio.wait_for(connection(0).ping(), REACHABILITY_TIMEOUT_S)
+
+
+def require_reachable() -> None:
+    """Raise ChannelLayerUnavailable unless events can be delivered now (from synchronous code)."""
+    try:
+        async_to_sync(_layer_answers)()
+    except Exception as error:
+        logger.error("channel layer unreachable: %s", error)
+        raise ChannelLayerUnavailable(str(error)) from error
 
 
 def tell_friends(friend_ids: Iterable[int], message: dict[str, Any]) -> None:
-    """Send `message` to the presence sockets of each friend (from synchronous code)."""
+    """Send `message` to the presence sockets of each friend, on commit."""
     for friend_id in friend_ids:
-        _send(presence_group(friend_id), message)
+        send_on_commit(presence_group(friend_id), message)
 
 
 def tell_stream_watchers(owner_id: int, message: dict[str, Any]) -> None:
-    _send(stream_group(owner_id), message)
+    send_on_commit(stream_group(owner_id), message)
+
+
+def stream_started(owner_id: int, *, session_id: str, started_at: str, denoise: bool) -> None:
+    """To the owner's and friends' stream sockets; only the owner's sockets pass `session_id` on."""
+    tell_stream_watchers(
+        owner_id,
+        {"type": STREAM_STARTED, "session_id": session_id, "started_at": started_at, "denoise": denoise},
+    )
+
+
+def stream_ended(owner_id: int, reason: EndReason) -> None:
+    tell_stream_watchers(owner_id, {"type": STREAM_ENDED, "reason": str(reason)})
 
 
 def revoke_stream_access(viewer_id: int, owner_id: int) -> None:
-    _send(viewer_group(viewer_id), {"type": ACCESS_REVOKED, "owner_id": owner_id})
+    send_on_commit(viewer_group(viewer_id), {"type": ACCESS_REVOKED, "owner_id": owner_id})
 
 
 def close_sockets_of(user_id: int) -> None:
     """Close the user's presence sockets (their password changed): they reconnect only with valid credentials."""
-    _send(presence_group(user_id), {"type": CREDENTIALS_CHANGED, "user_id": user_id})
+    send_on_commit(presence_group(user_id), {"type": CREDENTIALS_CHANGED, "user_id": user_id})

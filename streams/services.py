@@ -1,30 +1,35 @@
 """The stream lifecycle and recordings: the only code that starts or ends a stream.
 
-Every way a stream can end (the Stop button, `sendBeacon` on page unload, the broadcaster's presence socket
-staying closed past the grace period, the WebRTC connection dropping, server start after a crash) calls
-`end_stream`, which removes the ActiveStream, finalizes the recording and tells friends.
+Every way a stream can end (the Stop button, `sendBeacon` on page unload, logging out, the broadcaster's page
+or media staying away past the grace period, no audio in time, server start after a crash or shutdown) calls
+`end_stream`, which removes the ActiveStream, finalizes the recording and tells friends and the owner's pages.
+
+Grace: one mechanism. Database markers on the live row say since when the broadcaster's presence or media is
+missing (`presence_lost_at`, `publisher_lost_at`) and whether audio ever arrived (`audio_started_at`);
+`end_overdue_streams`, run every second by streams.deadlines, ends what has been away or silent too long by
+the time `streams.clock.now()` reads.
 """
 
 import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from friends.services import friend_ids
-from streams import events, media
+from friends.services import can_access, friend_ids
+from streams import clock, events, media
+from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
 logger = logging.getLogger(__name__)
-User = get_user_model()
 
 
 class StreamError(Exception):
@@ -61,20 +66,21 @@ def live_user_ids(user_ids: Iterable[int]) -> set[int]:
     return set(ActiveStream.objects.filter(owner_id__in=list(user_ids)).values_list("owner_id", flat=True))
 
 
-def live_friend_usernames(user: AbstractBaseUser) -> list[str]:
+def live_friend_usernames(user: User) -> list[str]:
     return sorted(ActiveStream.objects.filter(owner_id__in=friend_ids(user)).values_list("owner__username", flat=True))
 
 
-def active_stream_of(user: AbstractBaseUser) -> ActiveStream | None:
+def active_stream_of(user: User) -> ActiveStream | None:
     return ActiveStream.objects.filter(owner=user).first()
 
 
-def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
+def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
     Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
     simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
     """
+    events.require_reachable()
     limit = settings.MAX_DENOISED_STREAMS
     if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
         existing = active_stream_of(user)
@@ -83,7 +89,7 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
         raise DenoiseAtCapacity(limit)
     try:
         with transaction.atomic():
-            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise)
+            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise, started_at=clock.now())
     except IntegrityError:
         existing = active_stream_of(user)
         if existing is None:  # ended between our insert and this read; a retry is the honest answer
@@ -93,19 +99,42 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
     events.tell_friends(
         friend_ids(user), {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": True}
     )
+    events.stream_started(
+        user.pk, session_id=str(stream.session_id), started_at=stream.started_at.isoformat(), denoise=denoise
+    )
     return stream
 
 
-def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | str | None = None) -> EndedStream:
-    """End `user`'s stream, whatever the reason. With `session_id`, only that session (a stale trigger from an
-    older stream must not end a newer one). Raises NotLive when there is nothing to end."""
+def stop_stream(user: User, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
+    """The broadcaster ends their stream (Stop, or the page's unload beacon). Refused with
+    ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
+    events.require_reachable()
+    ended = end_stream(user, reason=reason)
+    if ended is None:
+        raise NotLive()
+    return ended
+
+
+def end_stream(
+    user: User,
+    *,
+    reason: EndReason,
+    session_id: uuid.UUID | str | None = None,
+    only_if: Q | None = None,
+) -> EndedStream | None:
+    """End `user`'s stream, whatever the reason: the one way a stream ends. With `session_id`, only that
+    session (a stale trigger from an older stream must not end a newer one); with `only_if`, only while the
+    row still matches it (checked under the row's write lock). Idempotent: None when there is nothing (left)
+    to end, e.g. the second of two concurrent stops."""
     with transaction.atomic():
         streams = ActiveStream.objects.select_for_update().filter(owner=user)
         if session_id is not None:
             streams = streams.filter(session_id=session_id)
+        if only_if is not None:
+            streams = streams.filter(only_if)
         stream = streams.first()
         if stream is None:
-            raise NotLive()
+            return None
         stream.delete()
     logger.info("stream ended: user=%s session=%s reason=%s", user.username, stream.session_id, reason)
 
@@ -118,7 +147,7 @@ def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | s
     events.tell_friends(
         owner_friends, {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": False}
     )
-    events.tell_stream_watchers(user.pk, {"type": events.STREAM_ENDED})
+    events.stream_ended(user.pk, reason)
     if recording is not None:
         events.tell_friends(
             owner_friends | {user.pk},
@@ -127,19 +156,18 @@ def end_stream(user: AbstractBaseUser, *, reason: str, session_id: uuid.UUID | s
     return EndedStream(owner_id=user.pk, session_id=stream.session_id, recording=recording)
 
 
-def end_stream_session(session_id: uuid.UUID | str, *, reason: str) -> EndedStream | None:
-    """End a stream known only by its session id (media callbacks). Quietly nothing if it already ended."""
+def end_stream_session(
+    session_id: uuid.UUID | str, *, reason: EndReason, only_if: Q | None = None
+) -> EndedStream | None:
+    """End a stream known only by its session id (media signals, timers). Quietly nothing if it already ended."""
     stream = ActiveStream.objects.select_related("owner").filter(session_id=session_id).first()
     if stream is None:
         return None
-    try:
-        return end_stream(stream.owner, reason=reason, session_id=session_id)
-    except NotLive:
-        return None
+    return end_stream(stream.owner, reason=reason, session_id=session_id, only_if=only_if)
 
 
 def _register_recording(
-    user: AbstractBaseUser,
+    user: User,
     session_id: uuid.UUID,
     finished: "media.FinishedRecording",
     denoise: bool,
@@ -173,11 +201,22 @@ def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
     }
 
 
-def recordings_of(owner: AbstractBaseUser) -> list[StreamRecording]:
+def recordings_of(owner: User) -> list[StreamRecording]:
     return list(StreamRecording.objects.filter(owner=owner))
 
 
-def stream_status(owner: AbstractBaseUser) -> dict[str, Any]:
+def on_logged_out(user: User | None, **_: Any) -> None:
+    """Logging out while live ends the stream at once: the page's own beacon would arrive unauthenticated."""
+    if user is not None and user.is_authenticated:
+        end_stream(user, reason=EndReason.LOGGED_OUT)
+
+
+def on_credentials_changed(user_id: int, **_: Any) -> None:
+    """A password change closes the person's open presence sockets: they reconnect only with valid credentials."""
+    events.close_sockets_of(user_id)
+
+
+def stream_status(owner: User) -> dict[str, Any]:
     stream = active_stream_of(owner)
     return {
         "username": owner.username,
@@ -201,7 +240,63 @@ def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
         events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
 
 
-def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, are_friends: bool, **_) -> None:
+def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
+    """Connect the broadcaster's microphone to their live stream; returns it and the answer SDP.
+
+    Raises NotLive, or media.MediaError. When the first connection of a denoised stream fails because noise
+    removal is unavailable, the stream is ended at once (no_audio) instead of staying live and silent.
+    """
+    stream = active_stream_of(user)
+    if stream is None:
+        raise NotLive()
+    try:
+        answer = media.publish(user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled)
+    except media.DenoiseUnavailable:
+        if stream.audio_started_at is None:
+            end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
+        raise
+    ActiveStream.objects.filter(pk=stream.pk).update(media_host=media.host_id())
+    return stream, answer
+
+
+def listen_offer(viewer: User, owner: User, offer_sdp: str) -> tuple[ActiveStream, str]:
+    """Connect a listener (already allowed by `can_access`) to `owner`'s stream; returns it and the answer SDP.
+    Access is checked again when the connection attaches, so an unfriending meanwhile never gets audio."""
+    stream = active_stream_of(owner)
+    if stream is None:
+        raise NotLive()
+    answer = media.listen(
+        stream.session_id, offer_sdp, listener_user_id=viewer.pk, still_allowed=lambda: can_access(viewer, owner)
+    )
+    return stream, answer
+
+
+# --- what the media adapter reports (streams.signals) ---------------------------------------------------------
+
+
+def on_publisher_connected(session_id: str, **_: Any) -> None:
+    now = clock.now()
+    ActiveStream.objects.filter(session_id=session_id, audio_started_at__isnull=True).update(audio_started_at=now)
+    ActiveStream.objects.filter(session_id=session_id).update(publisher_lost_at=None)
+
+
+def on_publisher_gone(session_id: str, **_: Any) -> None:
+    ActiveStream.objects.filter(session_id=session_id, publisher_lost_at__isnull=True).update(
+        publisher_lost_at=clock.now()
+    )
+
+
+def on_listener_count_changed(session_id: str, count: int, **_: Any) -> None:
+    set_listener_count(session_id, count)
+
+
+def on_media_stopping(session_ids: list[str], **_: Any) -> None:
+    """The server process is stopping: its streams end now, with their recordings saved."""
+    for session_id in session_ids:
+        end_stream_session(session_id, reason=EndReason.SERVER_RESTART)
+
+
+def on_friendship_changed(user_a: User, user_b: User, are_friends: bool, **_: Any) -> None:
     """A new friend sees a live stream at once; an unfriended person stops seeing, watching and hearing it."""
     for owner, viewer in ((user_a, user_b), (user_b, user_a)):
         stream = active_stream_of(owner)
@@ -215,41 +310,44 @@ def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, ar
             events.revoke_stream_access(viewer_id=viewer.pk, owner_id=owner.pk)
 
 
-# --- presence sockets and the reconnect grace period --------------------------------------------------------
+# --- presence sockets and the deadlines ------------------------------------------------------------------------
 
 
-def presence_connected(user: AbstractBaseUser, channel_name: str) -> None:
+def presence_connected(user: User, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
     ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(presence_lost_at=None)
 
 
-@dataclass(frozen=True)
-class PresenceLoss:
-    session_id: uuid.UUID
-    lost_at: datetime
-
-
-def presence_disconnected(user: AbstractBaseUser, channel_name: str) -> PresenceLoss | None:
-    """Forget one presence socket. When a live user has none left, returns what `end_if_abandoned` needs."""
+def presence_disconnected(user: User, channel_name: str) -> None:
+    """Forget one presence socket. A live user with none left is away from now on (see end_overdue_streams)."""
     PresenceConnection.objects.filter(channel_name=channel_name).delete()
-    if PresenceConnection.objects.filter(user=user).exists():
-        return None
-    lost_at = timezone.now()
-    stream = active_stream_of(user)
-    if stream is None or not ActiveStream.objects.filter(pk=stream.pk).update(presence_lost_at=lost_at):
-        return None
-    return PresenceLoss(session_id=stream.session_id, lost_at=lost_at)
+    if not PresenceConnection.objects.filter(user=user).exists():
+        ActiveStream.objects.filter(owner=user).update(presence_lost_at=clock.now())
 
 
-def end_if_abandoned(user_id: int, loss: PresenceLoss) -> EndedStream | None:
-    """After the grace period: end the stream unless the broadcaster came back (a reload reconnects) or left
-    again later (then the later loss's timer decides)."""
-    still_lost = ActiveStream.objects.filter(
-        owner_id=user_id, session_id=loss.session_id, presence_lost_at=loss.lost_at
-    )
-    if not still_lost.exists():
-        return None
-    return end_stream_session(loss.session_id, reason="presence socket closed")
+def _overdue(now: datetime) -> dict[EndReason, Q]:
+    """Which live rows are overdue at `now`, by the reason they end with."""
+    away_since = now - timedelta(seconds=settings.STREAM_RECONNECT_GRACE_SECONDS)
+    silent_since = now - timedelta(seconds=settings.STREAM_NO_AUDIO_SECONDS)
+    return {
+        EndReason.CONNECTION_LOST: Q(presence_lost_at__lte=away_since) | Q(publisher_lost_at__lte=away_since),
+        EndReason.NO_AUDIO: Q(audio_started_at__isnull=True, started_at__lte=silent_since),
+    }
+
+
+def end_overdue_streams() -> list[EndedStream]:
+    """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
+    sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
+    broadcaster who comes back meanwhile keeps their stream. Streams whose media another server process holds
+    are left to that process."""
+    ended = []
+    ours = ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
+    for reason, condition in _overdue(clock.now()).items():
+        for session_id in ours.filter(condition).values_list("session_id", flat=True):
+            stream = end_stream_session(session_id, reason=reason, only_if=condition)
+            if stream is not None:
+                ended.append(stream)
+    return ended
 
 
 def recover_after_restart() -> list[EndedStream]:
@@ -257,8 +355,11 @@ def recover_after_restart() -> list[EndedStream]:
     recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
     PresenceConnection.objects.all().delete()
     left_live = ActiveStream.objects.values_list("session_id", flat=True)
-    ended = [end_stream_session(session_id, reason="server restarted") for session_id in left_live]
-    ended = [stream for stream in ended if stream is not None]
+    ended = [
+        stream
+        for session_id in left_live
+        if (stream := end_stream_session(session_id, reason=EndReason.SERVER_RESTART)) is not None
+    ]
     for orphan in media.orphaned_recordings():
         owner = User.objects.filter(pk=orphan.owner_id).first()
         if owner is None or StreamRecording.objects.filter(session_id=orphan.session_id).exists():
@@ -269,6 +370,6 @@ def recover_after_restart() -> list[EndedStream]:
     return ended
 
 
-def profile_context(viewer: AbstractBaseUser, owner: AbstractBaseUser) -> dict:
+def profile_context(viewer: User, owner: User) -> dict[str, Any]:
     """What a person's page shows to someone allowed to see it (see friends.services.can_access)."""
     return {"active_stream": active_stream_of(owner), "recordings": recordings_of(owner)}

@@ -4,6 +4,7 @@ import pytest
 from django.db import connection
 
 from streams import services
+from streams.events import EndReason
 from streams.models import ActiveStream, StreamRecording
 
 pytestmark = [pytest.mark.django_db, pytest.mark.api]
@@ -179,6 +180,30 @@ def test_concurrent_starts_leave_exactly_one_live_stream(api_client, alice):
     assert ActiveStream.objects.filter(owner=alice).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stops_never_fail(api_client, alice):
+    """The Stop button and the unload beacon (or two tabs) at once: one stops the stream, the others are told it
+    is not live; none gets a 500 ("database is locked" on SQLite)."""
+    clients = [api_client(alice) for _ in range(4)]
+    for _round in range(25):
+        services.start_stream(alice)
+        barrier = threading.Barrier(len(clients))
+        statuses: list[int] = []
+
+        def stop(client, barrier: threading.Barrier, statuses: list[int]) -> None:
+            barrier.wait()
+            statuses.append(client.post("/api/stream/stop/", {}, format="json").status_code)
+            connection.close()
+
+        threads = [threading.Thread(target=stop, args=(client, barrier, statuses)) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200, 409, 409, 409]
+        assert not ActiveStream.objects.exists()
+
+
 OFFER = {"sdp": "v=0\r\n", "type": "offer"}
 
 
@@ -245,5 +270,27 @@ def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     )
     stream = services.start_stream(alice)
     ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
-    ended = services.end_stream(alice, reason="test")
+    ended = services.end_stream(alice, reason=EndReason.STOPPED)
     assert ended.recording.title == "Live on 2026-03-01 20:15"
+
+
+def test_a_listener_beyond_the_per_person_connection_limit_gets_a_429(api_client, cast, monkeypatch):
+    from streams import media
+
+    def third_connection(*args, **kwargs):
+        raise media.TooManyConnections(2)
+
+    monkeypatch.setattr(media, "listen", third_connection)
+    services.start_stream(cast["owner"])
+    response = api_client(cast["friend"]).post("/api/stream/listener/alice/offer/", OFFER, format="json")
+    assert response.status_code == 429
+    assert "2 connection(s)" in response.json()["error"]
+
+
+def test_the_unload_beacon_names_its_reason_and_other_reasons_are_refused(api_client, alice):
+    client = api_client(alice)
+    services.start_stream(alice)
+    assert client.post("/api/stream/stop/", {"reason": "logged_out"}, format="json").status_code == 400
+    assert ActiveStream.objects.filter(owner=alice).exists()
+    assert client.post("/api/stream/stop/", {"reason": "tab_closed"}, format="json").status_code == 200
+    assert not ActiveStream.objects.exists()
