@@ -9,6 +9,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.users import signed_in
 from quietcast.api_errors import ApiError
 
 
@@ -68,5 +69,5 @@ class LogoutAllView(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        revoked = services.revoke_all_api_tokens(request.user)
+        revoked = services.revoke_all_api_tokens(signed_in(request))
         return Response({"status": "logged_out", "revoked": revoked})

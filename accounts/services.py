@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import transaction
 from knox.models import AuthToken
 
@@ -24,9 +24,7 @@ def revoke_all_api_tokens(user: AbstractBaseUser) -> int:
     return deleted
 
 
-def revoke_credentials_if_password_changed(
-    sender: type[AbstractBaseUser], instance: AbstractBaseUser, raw: bool = False, **_: object
-) -> None:
+def revoke_credentials_if_password_changed(sender: type[User], instance: User, raw: bool = False, **_: object) -> None:
     """`pre_save` of the user model: whoever held the old password loses every token and open socket.
 
     Django has no "password changed" signal; comparing with the stored hash catches every path that changes it
@@ -34,7 +32,7 @@ def revoke_credentials_if_password_changed(
     """
     if raw or instance.pk is None:
         return
-    stored = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    stored = User.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
     if stored is not None and stored != instance.password:
         revoke_all_api_tokens(instance)
         user_id = instance.pk

@@ -1,4 +1,9 @@
+from typing import cast
+
+from django.http import HttpRequest
+from rest_framework.request import Request
 from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
 
 
 class SearchRateThrottle(UserRateThrottle):
@@ -6,3 +11,9 @@ class SearchRateThrottle(UserRateThrottle):
     too few to list every username one letter at a time."""
 
     scope = "search"
+
+
+def search_allowed(request: HttpRequest) -> bool:
+    """The same allowance for the search page, which is a plain Django view."""
+    # DRF's throttles read only `user` and `META`, which a Django request has too; no view is needed.
+    return SearchRateThrottle().allow_request(cast(Request, request), cast(APIView, None))

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.users import signed_in
 from friends import services
-from friends.throttles import SearchRateThrottle
+from friends.throttles import search_allowed
 
 # Each action: the service that does it (it returns its outcome, or (outcome, created)), and what each outcome
 # tells the person.
@@ -37,7 +37,7 @@ FRIEND_ACTIONS: dict[str, tuple[FriendAction, dict[str, str]]] = {
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:150]
-    if query.strip() and not SearchRateThrottle().allow_request(request, None):
+    if query.strip() and not search_allowed(request):
         message = "You are searching too fast. Wait a minute, then try again."
         return render(request, "friends/search.html", {"query": query, "results": [], "error": message}, status=429)
     results = services.search_users(signed_in(request), query) if query.strip() else []

@@ -5,6 +5,7 @@
 """
 
 import json
+from collections.abc import Mapping
 from typing import IO, Any
 
 from rest_framework import parsers
@@ -26,7 +27,9 @@ def loads(text: str | bytes) -> Any:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, answering 400 instead of 500 for deeply nested bodies."""
 
-    def parse(self, stream: IO[Any], media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError as error:

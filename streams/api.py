@@ -10,8 +10,8 @@ from accounts.users import signed_in
 from friends import services as friends
 from quietcast.api_errors import ApiError, ErrorStatuses, call_translating_errors
 from streams import media, services
-from streams.ice_servers import ice_servers_for
 from streams.events import ChannelLayerUnavailable, EndReason
+from streams.ice_servers import ice_servers_for
 
 # Start and stop are refused, changing nothing, while friends' pages could not be told about them.
 EVENTS_DOWN_MESSAGE = "The server cannot reach its message service right now; nothing was changed. Try again shortly."
@@ -143,7 +143,7 @@ class IceServersView(APIView):
 
     @extend_schema(responses=inline_serializer("IceServers", {"ice_servers": serializers.ListField()}))
     def get(self, request: Request) -> Response:
-        return Response({"ice_servers": ice_servers_for(request.user)})
+        return Response({"ice_servers": ice_servers_for(signed_in(request))})
 
 
 class OfferSerializer(serializers.Serializer):

@@ -6,8 +6,8 @@ access rule as everything else.
 
 import re
 from collections.abc import AsyncIterator, Generator
-from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
@@ -80,6 +80,10 @@ def _file_chunks(path: Path, first_byte: int, length: int) -> Generator[bytes]:
             yield chunk
 
 
+def _open_for_reading(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
 async def _file_chunks_from_thread(path: Path, first_byte: int, length: int) -> AsyncIterator[bytes]:
     """Under ASGI, a synchronous iterator would be read whole into memory first; hours of audio must stream.
 
@@ -87,12 +91,11 @@ async def _file_chunks_from_thread(path: Path, first_byte: int, length: int) -> 
     who goes away cancels this coroutine while a read may still be running there, and closing a generator that
     another thread is executing raises "generator already executing", whereas a file's close waits for the read.
     """
-    in_thread = partial(sync_to_async, thread_sensitive=False)
-    audio = await in_thread(path.open)("rb")
+    audio = await sync_to_async(_open_for_reading, thread_sensitive=False)(path)
     try:
-        await in_thread(audio.seek)(first_byte)
+        await sync_to_async(audio.seek, thread_sensitive=False)(first_byte)
         while length > 0:
-            chunk = await in_thread(audio.read)(min(CHUNK_BYTES, length))
+            chunk = await sync_to_async(audio.read, thread_sensitive=False)(min(CHUNK_BYTES, length))
             if not chunk:
                 return
             length -= len(chunk)
