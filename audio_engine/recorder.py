@@ -27,6 +27,9 @@ WAV_HEADER_BYTES = 44
 BYTES_PER_SAMPLE = 2
 PARTIAL_SUFFIX = ".partial.wav"
 _UNKNOWN_SIZE = 0xFFFFFFFF
+# The WAV header stores sizes in 32 bits: at most this much audio (~12.4 h at 48 kHz 16-bit mono) fits in a file.
+MAX_DATA_BYTES = (0xFFFFFFFF - (WAV_HEADER_BYTES - 8)) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
+MAX_SAMPLES = MAX_DATA_BYTES // BYTES_PER_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class WavRecorder:
     def write(self, samples: np.ndarray) -> None:
         """Append float32 (converted) or int16 mono 48 kHz samples."""
         pcm = samples if samples.dtype == np.int16 else float_to_int16(samples)
+        # Past the format's limit the rest is dropped (streams end long before: MAX_STREAM_SECONDS).
+        pcm = pcm[: max(0, MAX_SAMPLES - self._samples_written)]
         self._file.write(pcm.astype("<i2", copy=False).tobytes())
         self._samples_written += len(pcm)
         if self._samples_written - self._samples_at_last_flush >= self._flush_every:
@@ -114,7 +119,7 @@ def repair_partial_wav(path: Path | str) -> float:
             wav.truncate()
             wav.write(_wav_header(0))
             return 0.0
-        data_bytes = (size - WAV_HEADER_BYTES) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE
+        data_bytes = min((size - WAV_HEADER_BYTES) // BYTES_PER_SAMPLE * BYTES_PER_SAMPLE, MAX_DATA_BYTES)
         wav.truncate(WAV_HEADER_BYTES + data_bytes)
         wav.seek(0)
         wav.write(_wav_header(data_bytes))

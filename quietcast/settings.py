@@ -258,6 +258,13 @@ TURN_CREDENTIAL_TTL_SECONDS = env.int("TURN_CREDENTIAL_TTL_SECONDS", default=12 
 STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)
 # A stream that has received no audio this long after it started is ended (it would hold a denoise slot).
 STREAM_NO_AUDIO_SECONDS = env.float("STREAM_NO_AUDIO_SECONDS", default=20.0)
+# A stream ends by itself after this long. A recording must stay under the WAV format's 4 GiB (~12 h of audio).
+MAX_STREAM_SECONDS = env.float("MAX_STREAM_SECONDS", default=4 * 3600.0)
+# Recorded audio each person may keep, in MB (48 kHz 16-bit mono is ~5.8 MB a minute); going live is refused
+# once it is used up, until they delete some. 0 = no limit.
+RECORDINGS_QUOTA_MB = env.float("RECORDINGS_QUOTA_MB", default=2048.0)
+# Presence sockets one person may hold open at once (tabs and devices), across all server processes.
+MAX_PRESENCE_SOCKETS_PER_USER = env.int("MAX_PRESENCE_SOCKETS_PER_USER", default=20)
 # How often each server process looks for streams past those deadlines.
 STREAM_DEADLINE_CHECK_SECONDS = env.float("STREAM_DEADLINE_CHECK_SECONDS", default=1.0)
 # A listener connection that has not connected this long after its answer is closed (never counted).

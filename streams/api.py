@@ -86,6 +86,8 @@ class StartStreamView(APIView):
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
         except services.DenoiseAtCapacity as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+        except services.RecordingQuotaFull as error:
+            raise ApiError(status.HTTP_403_FORBIDDEN, str(error)) from error
         except ChannelLayerUnavailable as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         except services.StreamError as error:

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_MANY = 4429
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -48,6 +49,9 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not await database_sync_to_async(services.may_open_presence_socket)(user):
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         self.group = events.presence_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await database_sync_to_async(services.presence_connected)(user, self.channel_name)
@@ -56,7 +60,7 @@ class PresenceConsumer(JsonConsumer):
 
     async def disconnect(self, code: int) -> None:
         user = self.scope["user"]
-        if not user.is_authenticated:
+        if not user.is_authenticated or not hasattr(self, "group"):  # refused at connect
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
         await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)

@@ -36,12 +36,16 @@ from audio_engine import (
     TooManyListenerConnections,
     complete_orphan_recording,
 )
+from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
+from audio_engine.recorder import BYTES_PER_SAMPLE
 from streams import signals
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial.wav"
+# Recordings are 48 kHz 16-bit mono WAV: their size follows from their duration.
+RECORDING_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,16 @@ def absolute_path(relative_path: str) -> Path:
     if not candidate.is_relative_to(root):
         raise ValueError(f"recording path escapes RECORDINGS_DIR: {relative_path!r}")
     return candidate
+
+
+def remove_recording_file(relative_path: str) -> None:
+    """Delete a recording's audio file; never anything outside RECORDINGS_DIR, and never a directory."""
+    try:
+        path = absolute_path(relative_path)
+    except ValueError:
+        return
+    if path.is_file():
+        path.unlink()
 
 
 def _relative(path: Path) -> str:

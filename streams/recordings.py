@@ -104,9 +104,5 @@ def rename_recording(
 
 
 def delete_recording(user: User, recording_id: int) -> None:
-    """Delete the owner's recording and its audio file."""
-    recording = _owned_recording(user, recording_id)
-    path = audio_file_path(recording)
-    recording.delete()
-    if path is not None:
-        path.unlink(missing_ok=True)
+    """Delete the owner's recording; its audio file goes once that is committed (streams.services)."""
+    _owned_recording(user, recording_id).delete()

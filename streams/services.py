@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -50,6 +50,14 @@ class DenoiseAtCapacity(StreamError):
         )
 
 
+class RecordingQuotaFull(StreamError):
+    def __init__(self, used_mb: float, quota_mb: float) -> None:
+        super().__init__(
+            f"Your recordings use {used_mb:,.0f} MB of your {quota_mb:,.0f} MB. "
+            "Delete some recordings to go live again."
+        )
+
+
 class NotLive(StreamError):
     def __init__(self) -> None:
         super().__init__("No active stream")
@@ -74,6 +82,18 @@ def active_stream_of(user: User) -> ActiveStream | None:
     return ActiveStream.objects.filter(owner=user).first()
 
 
+def recorded_megabytes(user: User) -> float:
+    """Audio the person keeps, from the recordings' durations (the files are fixed-rate WAV)."""
+    seconds = StreamRecording.objects.filter(owner=user).aggregate(total=Sum("duration"))["total"] or 0.0
+    return seconds * media.RECORDING_BYTES_PER_SECOND / 1e6
+
+
+def _require_recording_space(user: User) -> None:
+    quota = settings.RECORDINGS_QUOTA_MB
+    if quota and (used := recorded_megabytes(user)) >= quota:
+        raise RecordingQuotaFull(used, quota)
+
+
 def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
@@ -81,6 +101,7 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
     """
     events.require_reachable()
+    _require_recording_space(user)
     limit = settings.MAX_DENOISED_STREAMS
     if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
         existing = active_stream_of(user)
@@ -211,6 +232,18 @@ def on_logged_out(user: User | None, **_: Any) -> None:
         end_stream(user, reason=EndReason.LOGGED_OUT)
 
 
+def on_user_deleting(instance: User, **_: Any) -> None:
+    """`pre_delete` of a user: a live stream ends first, so its media stops before the rows cascade away."""
+    end_stream(instance, reason=EndReason.ACCOUNT_DELETED)
+
+
+def on_recording_deleted(instance: StreamRecording, **_: Any) -> None:
+    """`post_delete` of a recording (its owner deleting it, or their account going): the audio file goes too,
+    once the deletion is committed, so a rolled-back delete never loses audio."""
+    relative_path = instance.audio_path
+    transaction.on_commit(lambda: media.remove_recording_file(relative_path))
+
+
 def on_credentials_changed(user_id: int, **_: Any) -> None:
     """A password change closes the person's open presence sockets: they reconnect only with valid credentials."""
     events.close_sockets_of(user_id)
@@ -313,6 +346,11 @@ def on_friendship_changed(user_a: User, user_b: User, are_friends: bool, **_: An
 # --- presence sockets and the deadlines ------------------------------------------------------------------------
 
 
+def may_open_presence_socket(user: User) -> bool:
+    """Whether the person is under MAX_PRESENCE_SOCKETS_PER_USER open presence sockets (all processes)."""
+    return PresenceConnection.objects.filter(user=user).count() < settings.MAX_PRESENCE_SOCKETS_PER_USER
+
+
 def presence_connected(user: User, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
     ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(presence_lost_at=None)
@@ -332,6 +370,7 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
     return {
         EndReason.CONNECTION_LOST: Q(presence_lost_at__lte=away_since) | Q(publisher_lost_at__lte=away_since),
         EndReason.NO_AUDIO: Q(audio_started_at__isnull=True, started_at__lte=silent_since),
+        EndReason.MAX_LENGTH: Q(started_at__lte=now - timedelta(seconds=settings.MAX_STREAM_SECONDS)),
     }
 
 
@@ -362,7 +401,11 @@ def recover_after_restart() -> list[EndedStream]:
     ]
     for orphan in media.orphaned_recordings():
         owner = User.objects.filter(pk=orphan.owner_id).first()
-        if owner is None or StreamRecording.objects.filter(session_id=orphan.session_id).exists():
+        if owner is None:
+            logger.info("removing the partial recording of a deleted account: %s", orphan.partial_path)
+            orphan.partial_path.unlink(missing_ok=True)
+            continue
+        if StreamRecording.objects.filter(session_id=orphan.session_id).exists():
             continue
         finished = media.repair(orphan)
         if finished is not None and finished.duration > 0:

@@ -241,9 +241,12 @@ def test_the_longest_allowed_title_and_description_are_accepted(api_client, cast
     assert api_client(cast["owner"]).patch(detail_url(recording), details, format="json").status_code == 200
 
 
-def test_the_owner_deletes_a_recording_and_its_file(api_client, cast, recording, recordings_dir):
+def test_the_owner_deletes_a_recording_and_its_file(
+    api_client, cast, recording, recordings_dir, django_capture_on_commit_callbacks
+):
     client = api_client(cast["owner"])
-    assert client.delete(detail_url(recording)).status_code == 204
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(detail_url(recording)).status_code == 204
     assert not StreamRecording.objects.filter(pk=recording.pk).exists()
     assert not (recordings_dir / "alice" / "morning.wav").exists()
     assert client.delete(detail_url(recording)).status_code == 404

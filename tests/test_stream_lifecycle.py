@@ -185,3 +185,13 @@ def test_streams_left_live_by_the_last_run_end_as_a_server_restart(alice, ended_
     with_audio(alice)
     assert len(services.recover_after_restart()) == 1
     assert not live(alice) and ended_reasons == [EndReason.SERVER_RESTART]
+
+
+def test_a_stream_ends_by_itself_at_the_maximum_length(settings, alice, lifecycle_clock, ended_reasons):
+    settings.MAX_STREAM_SECONDS = 3600
+    report(signals.publisher_connected, services.start_stream(alice, denoise=False))
+    lifecycle_clock.advance(3599)
+    assert services.end_overdue_streams() == [] and live(alice)
+    lifecycle_clock.advance(2)
+    assert len(services.end_overdue_streams()) == 1
+    assert not live(alice) and ended_reasons == [EndReason.MAX_LENGTH]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from audio_engine import complete_orphan_recording, repair_partial_wav
-from audio_engine.recorder import FLUSH_INTERVAL_S, WavRecorder
+from audio_engine.recorder import FLUSH_INTERVAL_S, MAX_DATA_BYTES, WavRecorder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +98,24 @@ def test_finalizing_twice_returns_the_same_recording(tmp_path):
     recorder.write(np.zeros(4800, dtype=np.float32))
     first = recorder.finalize()
     assert recorder.finalize() == first and first.duration_s == 0.1
+
+
+def test_a_partial_file_past_the_formats_4_gib_is_repaired_to_what_fits(tmp_path):
+    partial = tmp_path / "huge.partial.wav"
+    with open(partial, "wb") as wav:
+        wav.truncate(4 * 2**30 + 12345)  # sparse: no real disk used
+    duration = repair_partial_wav(partial)
+    assert duration == MAX_DATA_BYTES / 2 / 48000
+    with wave.open(str(partial)) as repaired:
+        assert repaired.getnframes() == MAX_DATA_BYTES // 2
+    assert partial.stat().st_size == 44 + MAX_DATA_BYTES
+
+
+def test_a_recorder_stops_writing_at_the_formats_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr("audio_engine.recorder.MAX_SAMPLES", 1000)
+    recorder = WavRecorder(tmp_path / "long.wav")
+    recorder.write(np.zeros(600, dtype=np.int16))
+    recorder.write(np.zeros(600, dtype=np.int16))
+    result = recorder.finalize()
+    with wave.open(str(result.path)) as wav:
+        assert wav.getnframes() == 1000
