@@ -2,6 +2,7 @@ from typing import cast
 
 from django.http import HttpRequest
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
@@ -11,6 +12,10 @@ class SearchRateThrottle(UserRateThrottle):
     too few to list every username one letter at a time."""
 
     scope = "search"
+
+    def get_rate(self) -> str | None:
+        # DRF copies the rates into the class when it is imported; read the settings as they are now.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
 
 
 def search_allowed(request: HttpRequest) -> bool:
