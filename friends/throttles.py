@@ -15,7 +15,8 @@ class SearchRateThrottle(UserRateThrottle):
 
     def get_rate(self) -> str | None:
         # DRF copies the rates into the class when it is imported; read the settings as they are now.
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return None if rate is None else str(rate)
 
 
 def search_allowed(request: HttpRequest) -> bool:
