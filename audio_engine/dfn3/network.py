@@ -1,0 +1,314 @@
+"""The DeepFilterNet3 network, evaluated one 10 ms frame at a time for a batch of streams.
+
+Same operations as the official ONNX graphs (encoder, ERB decoder, DF decoder), with the batch axis being
+the streams and everything that the graphs carry across time held explicitly per stream:
+- the encoder's two input convolutions look at the current and the two previous feature frames (the graphs
+  pad time by 2 in front): the caller passes the last 3 frames;
+- the GRUs' hidden states;
+- the DF decoder's (5, 1) convolution over the last 5 frames of `c0`: kept as running partial sums for the
+  next 4 outputs, so that a stream carries 4 x 10 x nb_df values instead of 4 frames of c0.
+
+Inside, activations are laid out (channels, streams, frequencies) so that every 1x1 convolution is one
+matrix product over all streams and bins.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audio_engine.dfn3.model import Dfn3Files
+
+F32 = np.float32
+
+
+def relu_(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, F32(0.0), out=x)
+
+
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += F32(1.0)
+    return np.reciprocal(x, out=x)
+
+
+class GroupedLinear:
+    """y[b, g*H + h] = sum_i x[b, g*I + i] w[g, i, h]: the graphs' `btgi,gih->btgh` einsums."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.weight = weight
+        self.groups, self.inputs, self.outputs = weight.shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        batch = x.shape[0]
+        grouped = x.reshape(batch, self.groups, self.inputs).transpose(1, 0, 2)
+        y = np.matmul(grouped, self.weight)
+        return y.transpose(1, 0, 2).reshape(batch, self.groups * self.outputs)
+
+
+class Gru:
+    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1), one step for a batch of hidden states."""
+
+    def __init__(self, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
+        hidden = r.shape[-1]
+        self.hidden = hidden
+        self.w_t = np.ascontiguousarray(w[0].T)
+        self.r_t = np.ascontiguousarray(r[0].T)
+        self.b_in = np.ascontiguousarray(b[0, : 3 * hidden])
+        self.b_rec = np.ascontiguousarray(b[0, 3 * hidden :])
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        hidden = self.hidden
+        gi = x @ self.w_t
+        gi += self.b_in
+        gh = h @ self.r_t
+        gh += self.b_rec
+        zr = gi[:, : 2 * hidden]
+        zr += gh[:, : 2 * hidden]
+        sigmoid_(zr)
+        z, r = zr[:, :hidden], zr[:, hidden:]
+        n = gi[:, 2 * hidden :]
+        n += r * gh[:, 2 * hidden :]
+        np.tanh(n, out=n)
+        # h' = (1 - z) n + z h
+        return (F32(1.0) - z) * n + z * h
+
+
+class Pointwise:
+    """A 1x1 convolution (with bias) on (channels, streams, freqs) activations."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight = np.ascontiguousarray(weight.reshape(weight.shape[0], -1))
+        self.bias = bias.reshape(-1, 1)
+
+    def __call__(self, x: np.ndarray, relu: bool = True) -> np.ndarray:
+        channels, batch, freqs = x.shape
+        y = self.weight @ x.reshape(channels, batch * freqs)
+        y += self.bias
+        if relu:
+            relu_(y)
+        return y.reshape(-1, batch, freqs)
+
+
+class Depthwise:
+    """A depthwise (1, 3) convolution along frequency, padding 1, stride 1 or 2, no bias."""
+
+    def __init__(self, weight: np.ndarray, stride: int) -> None:
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]).reshape(-1, 1, 1) for k in range(3)]
+        self.stride = stride
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        channels, batch, freqs = x.shape
+        padded = np.zeros((channels, batch, freqs + 2), dtype=F32)
+        padded[:, :, 1:-1] = x
+        s = self.stride
+        out_freqs = (freqs - 1) // s + 1
+        y = self.taps[0] * padded[:, :, 0 : s * out_freqs : s]
+        for k in (1, 2):
+            y += self.taps[k] * padded[:, :, k : k + s * out_freqs : s]
+        return y
+
+
+class DepthwiseTransposed:
+    """A depthwise (1, 3) transposed convolution, stride 2, padding 1, output padding 1: F -> 2F."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]).reshape(-1, 1, 1) for k in range(3)]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        channels, batch, freqs = x.shape
+        y = np.empty((channels, batch, 2 * freqs), dtype=F32)
+        y[:, :, 0::2] = self.taps[1] * x
+        odd = y[:, :, 1::2]
+        np.multiply(self.taps[2], x, out=odd)
+        odd[:, :, :-1] += self.taps[0] * x[:, :, 1:]
+        return y
+
+
+class ChannelScale:
+    """A depthwise 1x1 convolution with bias and ReLU (the ERB decoder's skip paths)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight = weight.reshape(-1, 1, 1)
+        self.bias = bias.reshape(-1, 1, 1)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self.weight * x
+        y += self.bias
+        return relu_(y)
+
+
+def patches_3x3(frames: np.ndarray) -> np.ndarray:
+    """(B, 3 frames, F) -> (9, B*F) columns of a 3x3 convolution with frequency padding 1."""
+    batch, _, freqs = frames.shape
+    padded = np.zeros((batch, 3, freqs + 2), dtype=F32)
+    padded[:, :, 1:-1] = frames
+    cols = np.empty((9, batch, freqs), dtype=F32)
+    for kt in range(3):
+        for kf in range(3):
+            cols[kt * 3 + kf] = padded[:, kt, kf : kf + freqs]
+    return cols.reshape(9, batch * freqs)
+
+
+class Dfn3Network:
+    """The three graphs of a DeepFilterNet3 model as batched one-frame steps; holds only weights."""
+
+    def __init__(self, files: Dfn3Files) -> None:
+        cfg = files.config
+        self.config = cfg
+        enc, erb, dfd = files.enc, files.erb_dec, files.df_dec
+        self.conv_ch = cfg.conv_ch
+        self.nb_df = cfg.nb_df
+        self.df_order = cfg.df_order
+
+        w, b = enc("/erb_conv0/1/Conv")
+        self.erb_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9)), b.reshape(-1, 1))
+        self.erb_conv1 = (Depthwise(*enc("/erb_conv1/0/Conv"), stride=2), Pointwise(*enc("/erb_conv1/1/Conv")))
+        self.erb_conv2 = (Depthwise(*enc("/erb_conv2/Conv"), stride=2), Pointwise(*enc("/erb_conv2/Conv_1")))
+        self.erb_conv3 = (Depthwise(*enc("/erb_conv3/0/Conv"), stride=1), Pointwise(*enc("/erb_conv3/1/Conv")))
+        (w,) = enc("/df_conv0/1/Conv")
+        self.df_conv0_groups = w.shape[0] // 2
+        self.df_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9)), Pointwise(*enc("/df_conv0/2/Conv")))
+        self.df_conv1 = (Depthwise(*enc("/df_conv1/Conv"), stride=2), Pointwise(*enc("/df_conv1/Conv_1")))
+        self.df_fc_emb = GroupedLinear(*enc("/df_fc_emb/0/Einsum"))
+        self.enc_lin_in = GroupedLinear(*enc("/emb_gru/linear_in/0/Einsum"))
+        self.enc_gru = Gru(*enc("/emb_gru/GRU"))
+        self.enc_lin_out = GroupedLinear(*enc("/emb_gru/linear_out/0/Einsum"))
+        (self.lsnr_w,) = enc("/lsnr_fc/0/MatMul")
+        (self.lsnr_b,) = enc("/lsnr_fc/0/Add")
+        self.lsnr_scale = F32(cfg.lsnr_max - cfg.lsnr_min)
+        self.lsnr_offset = F32(cfg.lsnr_min)
+
+        self.erb_lin_in = GroupedLinear(*erb("/emb_gru/linear_in/Einsum"))
+        self.erb_grus = [Gru(*erb("/emb_gru/GRU")), Gru(*erb("/emb_gru/GRU_1"))]
+        self.erb_lin_out = GroupedLinear(*erb("/emb_gru/linear_out/Einsum"))
+        self.conv3p = ChannelScale(*erb("/conv3p/0/Conv"))
+        self.convt3 = (Depthwise(*erb("/convt3/Conv"), stride=1), Pointwise(*erb("/convt3/Conv_1")))
+        self.conv2p = ChannelScale(*erb("/conv2p/Conv"))
+        self.convt2 = (DepthwiseTransposed(*erb("/convt2/0/ConvTranspose")), Pointwise(*erb("/convt2/1/Conv")))
+        self.conv1p = ChannelScale(*erb("/conv1p/Conv"))
+        self.convt1 = (DepthwiseTransposed(*erb("/convt1/ConvTranspose")), Pointwise(*erb("/convt1/Conv")))
+        self.conv0p = ChannelScale(*erb("/conv0p/Conv"))
+        w, b = erb("/conv0_out/0/Conv")
+        self.conv0_out = (np.ascontiguousarray(w[0, :, 0, :].T), b)  # (3 taps, channels), (1,)
+
+        self.df_lin_in = GroupedLinear(*dfd("/df_gru/linear_in/linear_in.0/Einsum"))
+        self.df_grus = [Gru(*dfd("/df_gru/gru/GRU")), Gru(*dfd("/df_gru/gru/GRU_1"))]
+        self.df_skip = GroupedLinear(*dfd("/df_skip/Einsum"))
+        self.df_out = GroupedLinear(*dfd("/df_out/df_out.0/Einsum"))
+        (w,) = dfd("/df_convp/df_convp.1/Conv")  # (out 10, in 32 per group, taps 5, 1), 2 groups
+        out_ch, in_per_group, taps, _ = w.shape
+        self.convp_taps = taps
+        self.convp_out = out_ch
+        groups = self.conv_ch // in_per_group
+        per_group = out_ch // groups
+        stacked = np.zeros((taps, out_ch, self.conv_ch), dtype=F32)
+        for o in range(out_ch):
+            g = o // per_group
+            stacked[:, o, g * in_per_group : (g + 1) * in_per_group] = w[o, :, :, 0].T
+        self.convp_stacked = stacked.reshape(taps * out_ch, self.conv_ch)
+        self.convp_pw = Pointwise(*dfd("/df_convp/df_convp.2/Conv"))
+
+    # -- encoder -------------------------------------------------------------------------------------------------
+
+    def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray):
+        """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
+
+        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (channels, B, freqs), emb (B, 512)
+        and lsnr (B,) in dB.
+        """
+        batch = erb_frames.shape[0]
+        w, b = self.erb_conv0
+        e0 = w @ patches_3x3(erb_frames)
+        e0 += b
+        e0 = relu_(e0).reshape(-1, batch, erb_frames.shape[2])
+        e1 = self.erb_conv1[1](self.erb_conv1[0](e0))
+        e2 = self.erb_conv2[1](self.erb_conv2[0](e1))
+        e3 = self.erb_conv3[1](self.erb_conv3[0](e2))
+
+        w, pointwise = self.df_conv0
+        nb_df = spec_frames.shape[3]
+        half = self.df_conv0_groups
+        grouped = np.empty((2 * half, batch * nb_df), dtype=F32)
+        for g in range(2):
+            rows = slice(g * half, (g + 1) * half)
+            np.matmul(w[rows], patches_3x3(spec_frames[:, :, g]), out=grouped[rows])
+        c0 = pointwise(grouped.reshape(2 * half, batch, nb_df))
+        c1 = self.df_conv1[1](self.df_conv1[0](c0))
+
+        c1_flat = c1.transpose(1, 2, 0).reshape(batch, -1)
+        emb = relu_(self.df_fc_emb(c1_flat))
+        emb += e3.transpose(1, 2, 0).reshape(batch, -1)
+        x = relu_(self.enc_lin_in(emb))
+        enc_h[...] = self.enc_gru.step(x, enc_h)
+        emb = relu_(self.enc_lin_out(enc_h))
+        lsnr = emb @ self.lsnr_w
+        lsnr += self.lsnr_b
+        lsnr = sigmoid_(lsnr)[:, 0] * self.lsnr_scale + self.lsnr_offset
+        return e0, e1, e2, e3, c0, emb, lsnr
+
+    # -- ERB decoder ---------------------------------------------------------------------------------------------
+
+    def decode_erb(self, emb, e3, e2, e1, e0, erb_h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+        """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
+        batch = emb.shape[0]
+        x = relu_(self.erb_lin_in(emb))
+        for layer, gru in enumerate(self.erb_grus):
+            x = gru.step(x, erb_h[:, layer])
+            if commit is None:
+                erb_h[:, layer] = x
+            else:
+                np.copyto(erb_h[:, layer], x, where=commit[:, None])
+        x = relu_(self.erb_lin_out(x))
+        freqs = e3.shape[2]
+        y = x.reshape(batch, freqs, -1).transpose(2, 0, 1)
+        y = self.conv3p(e3) + y
+        y = self.convt3[1](self.convt3[0](y))
+        y = self.conv2p(e2) + y
+        y = self.convt2[1](self.convt2[0](y))
+        y = self.conv1p(e1) + y
+        y = self.convt1[1](self.convt1[0](y))
+        y = self.conv0p(e0) + y
+        taps, bias = self.conv0_out
+        channels, _, nb_erb = y.shape
+        padded = np.zeros((channels, batch, nb_erb + 2), dtype=F32)
+        padded[:, :, 1:-1] = y
+        z = (taps @ padded.reshape(channels, -1)).reshape(3, batch, nb_erb + 2)
+        m = z[0, :, 0:nb_erb] + z[1, :, 1 : nb_erb + 1]
+        m += z[2, :, 2 : nb_erb + 2]
+        m += bias
+        return sigmoid_(m)
+
+    # -- DF decoder ----------------------------------------------------------------------------------------------
+
+    def decode_df(self, emb, c0, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+        """Deep-filter coefficients (B, nb_df, order) complex64.
+
+        df_h (B, layers, H) and convp_acc (B, taps - 1, out, nb_df) advance in place where `commit`.
+        """
+        batch = emb.shape[0]
+        x = relu_(self.df_lin_in(emb))
+        for layer, gru in enumerate(self.df_grus):
+            x = gru.step(x, df_h[:, layer])
+            if commit is None:
+                df_h[:, layer] = x
+            else:
+                np.copyto(df_h[:, layer], x, where=commit[:, None])
+        x += self.df_skip(emb)
+        out = np.tanh(self.df_out(x)).reshape(batch, self.nb_df, -1)
+
+        # (taps, out, B, nb_df): what the current c0 frame contributes through each tap.
+        taps, out_ch = self.convp_taps, self.convp_out
+        part = (self.convp_stacked @ c0.reshape(self.conv_ch, -1)).reshape(taps, out_ch, batch, self.nb_df)
+        conv = convp_acc[:, 0].transpose(1, 0, 2) + part[taps - 1]
+        advanced = np.empty_like(convp_acc)
+        for j in range(taps - 2):
+            np.add(convp_acc[:, j + 1], part[taps - 2 - j].transpose(1, 0, 2), out=advanced[:, j])
+        advanced[:, taps - 2] = part[0].transpose(1, 0, 2)
+        if commit is None:
+            convp_acc[...] = advanced
+        else:
+            np.copyto(convp_acc, advanced, where=commit[:, None, None, None])
+        conv = self.convp_pw(conv)  # (out, B, nb_df)
+        out += conv.transpose(1, 2, 0)
+        return out.view(np.complex64)
