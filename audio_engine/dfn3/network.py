@@ -33,45 +33,54 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
 
 
 class GroupedLinear:
-    """y[b, g*H + h] = sum_i x[b, g*I + i] w[g, i, h]: the graphs' `btgi,gih->btgh` einsums."""
+    """The graphs' grouped linear layers (`btgi,gih->btgh` einsums) on feature-major (features, B) input."""
 
     def __init__(self, weight: np.ndarray) -> None:
-        self.weight = weight
         self.groups, self.inputs, self.outputs = weight.shape
+        self.weight_t = np.ascontiguousarray(weight.transpose(0, 2, 1))  # (groups, out, in)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        batch = x.shape[0]
-        grouped = x.reshape(batch, self.groups, self.inputs).transpose(1, 0, 2)
-        y = np.matmul(grouped, self.weight)
-        return y.transpose(1, 0, 2).reshape(batch, self.groups * self.outputs)
+        batch = x.shape[-1]
+        y = np.matmul(self.weight_t, x.reshape(self.groups, self.inputs, batch))
+        return y.reshape(self.groups * self.outputs, batch)
 
 
 class Gru:
-    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1), one step for a batch of hidden states."""
+    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1), one step for a batch of hidden states.
+
+    Feature-major: the input is (in, B) and the new hidden state comes back as (H, B), because a (3H, in)
+    weight times a (in, B) input is the faster matrix product for small B.
+    """
 
     def __init__(self, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
         hidden = r.shape[-1]
         self.hidden = hidden
-        self.w_t = np.ascontiguousarray(w[0].T)
-        self.r_t = np.ascontiguousarray(r[0].T)
-        self.b_in = np.ascontiguousarray(b[0, : 3 * hidden])
-        self.b_rec = np.ascontiguousarray(b[0, 3 * hidden :])
+        self.w = np.ascontiguousarray(w[0])
+        self.r = np.ascontiguousarray(r[0])
+        self.b_in = np.ascontiguousarray(b[0, : 3 * hidden, None])
+        self.b_rec = np.ascontiguousarray(b[0, 3 * hidden :, None])
 
     def step(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """x (in, B), h (B, H) slot-major state -> new hidden state (H, B)."""
         hidden = self.hidden
-        gi = x @ self.w_t
+        h = h.T
+        gi = self.w @ x
         gi += self.b_in
-        gh = h @ self.r_t
+        gh = self.r @ h
         gh += self.b_rec
-        zr = gi[:, : 2 * hidden]
-        zr += gh[:, : 2 * hidden]
+        zr = gi[: 2 * hidden]
+        zr += gh[: 2 * hidden]
         sigmoid_(zr)
-        z, r = zr[:, :hidden], zr[:, hidden:]
-        n = gi[:, 2 * hidden :]
-        n += r * gh[:, 2 * hidden :]
+        z, r = zr[:hidden], zr[hidden:]
+        n = gi[2 * hidden :]
+        r *= gh[2 * hidden :]
+        n += r
         np.tanh(n, out=n)
-        # h' = (1 - z) n + z h
-        return (F32(1.0) - z) * n + z * h
+        # h' = (1 - z) n + z h = n + z (h - n)
+        new = h - n
+        new *= z
+        new += n
+        return new
 
 
 class Pointwise:
@@ -174,7 +183,8 @@ class Dfn3Network:
         self.enc_lin_in = GroupedLinear(*enc("/emb_gru/linear_in/0/Einsum"))
         self.enc_gru = Gru(*enc("/emb_gru/GRU"))
         self.enc_lin_out = GroupedLinear(*enc("/emb_gru/linear_out/0/Einsum"))
-        (self.lsnr_w,) = enc("/lsnr_fc/0/MatMul")
+        (lsnr_w,) = enc("/lsnr_fc/0/MatMul")
+        self.lsnr_w_row = np.ascontiguousarray(lsnr_w.T)
         (self.lsnr_b,) = enc("/lsnr_fc/0/Add")
         self.lsnr_scale = F32(cfg.lsnr_max - cfg.lsnr_min)
         self.lsnr_offset = F32(cfg.lsnr_min)
@@ -200,13 +210,12 @@ class Dfn3Network:
         out_ch, in_per_group, taps, _ = w.shape
         self.convp_taps = taps
         self.convp_out = out_ch
-        groups = self.conv_ch // in_per_group
-        per_group = out_ch // groups
-        stacked = np.zeros((taps, out_ch, self.conv_ch), dtype=F32)
-        for o in range(out_ch):
-            g = o // per_group
-            stacked[:, o, g * in_per_group : (g + 1) * in_per_group] = w[o, :, :, 0].T
-        self.convp_stacked = stacked.reshape(taps * out_ch, self.conv_ch)
+        self.convp_groups = self.conv_ch // in_per_group
+        # (groups, taps * out per group, in per group): one product per group gives every tap's contribution.
+        per_group = w[:, :, :, 0].reshape(self.convp_groups, out_ch // self.convp_groups, in_per_group, taps)
+        self.convp_weight = np.ascontiguousarray(per_group.transpose(0, 3, 1, 2)).reshape(
+            self.convp_groups, -1, in_per_group
+        )
         self.convp_pw = Pointwise(*dfd("/df_convp/df_convp.2/Conv"))
 
     # -- encoder -------------------------------------------------------------------------------------------------
@@ -214,7 +223,7 @@ class Dfn3Network:
     def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray):
         """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
 
-        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (channels, B, freqs), emb (B, 512)
+        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (channels, B, freqs), emb (512, B)
         and lsnr (B,) in dB.
         """
         batch = erb_frames.shape[0]
@@ -236,32 +245,33 @@ class Dfn3Network:
         c0 = pointwise(grouped.reshape(2 * half, batch, nb_df))
         c1 = self.df_conv1[1](self.df_conv1[0](c0))
 
-        c1_flat = c1.transpose(1, 2, 0).reshape(batch, -1)
+        c1_flat = c1.transpose(2, 0, 1).reshape(-1, batch)
         emb = relu_(self.df_fc_emb(c1_flat))
-        emb += e3.transpose(1, 2, 0).reshape(batch, -1)
+        emb += e3.transpose(2, 0, 1).reshape(-1, batch)
         x = relu_(self.enc_lin_in(emb))
-        enc_h[...] = self.enc_gru.step(x, enc_h)
-        emb = relu_(self.enc_lin_out(enc_h))
-        lsnr = emb @ self.lsnr_w
+        h = self.enc_gru.step(x, enc_h)
+        enc_h[...] = h.T
+        emb = relu_(self.enc_lin_out(h))
+        lsnr = self.lsnr_w_row @ emb
         lsnr += self.lsnr_b
-        lsnr = sigmoid_(lsnr)[:, 0] * self.lsnr_scale + self.lsnr_offset
+        lsnr = sigmoid_(lsnr)[0] * self.lsnr_scale + self.lsnr_offset
         return e0, e1, e2, e3, c0, emb, lsnr
 
     # -- ERB decoder ---------------------------------------------------------------------------------------------
 
     def decode_erb(self, emb, e3, e2, e1, e0, erb_h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
         """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
-        batch = emb.shape[0]
+        batch = emb.shape[1]
         x = relu_(self.erb_lin_in(emb))
         for layer, gru in enumerate(self.erb_grus):
             x = gru.step(x, erb_h[:, layer])
             if commit is None:
-                erb_h[:, layer] = x
+                erb_h[:, layer] = x.T
             else:
-                np.copyto(erb_h[:, layer], x, where=commit[:, None])
+                np.copyto(erb_h[:, layer], x.T, where=commit[:, None])
         x = relu_(self.erb_lin_out(x))
         freqs = e3.shape[2]
-        y = x.reshape(batch, freqs, -1).transpose(2, 0, 1)
+        y = x.reshape(freqs, -1, batch).transpose(1, 2, 0)
         y = self.conv3p(e3) + y
         y = self.convt3[1](self.convt3[0](y))
         y = self.conv2p(e2) + y
@@ -286,20 +296,23 @@ class Dfn3Network:
 
         df_h (B, layers, H) and convp_acc (B, taps - 1, out, nb_df) advance in place where `commit`.
         """
-        batch = emb.shape[0]
+        batch = emb.shape[1]
         x = relu_(self.df_lin_in(emb))
         for layer, gru in enumerate(self.df_grus):
             x = gru.step(x, df_h[:, layer])
             if commit is None:
-                df_h[:, layer] = x
+                df_h[:, layer] = x.T
             else:
-                np.copyto(df_h[:, layer], x, where=commit[:, None])
+                np.copyto(df_h[:, layer], x.T, where=commit[:, None])
         x += self.df_skip(emb)
-        out = np.tanh(self.df_out(x)).reshape(batch, self.nb_df, -1)
+        out = np.tanh(self.df_out(x)).reshape(self.nb_df, -1, batch)  # (nb_df, order * 2, B)
 
         # (taps, out, B, nb_df): what the current c0 frame contributes through each tap.
         taps, out_ch = self.convp_taps, self.convp_out
-        part = (self.convp_stacked @ c0.reshape(self.conv_ch, -1)).reshape(taps, out_ch, batch, self.nb_df)
+        groups = self.convp_groups
+        part = np.matmul(self.convp_weight, c0.reshape(groups, self.conv_ch // groups, -1))
+        part = part.reshape(groups, taps, out_ch // groups, batch, self.nb_df).transpose(1, 0, 2, 3, 4)
+        part = part.reshape(taps, out_ch, batch, self.nb_df)
         conv = convp_acc[:, 0].transpose(1, 0, 2) + part[taps - 1]
         advanced = np.empty_like(convp_acc)
         for j in range(taps - 2):
@@ -309,6 +322,7 @@ class Dfn3Network:
             convp_acc[...] = advanced
         else:
             np.copyto(convp_acc, advanced, where=commit[:, None, None, None])
-        conv = self.convp_pw(conv)  # (out, B, nb_df)
-        out += conv.transpose(1, 2, 0)
-        return out.view(np.complex64)
+        conv = self.convp_pw(conv)  # (order * 2, B, nb_df)
+        coefs = np.empty((batch, self.nb_df, out.shape[1]), dtype=F32)
+        np.add(out.transpose(2, 0, 1), conv.transpose(1, 2, 0), out=coefs)
+        return coefs.view(np.complex64)
