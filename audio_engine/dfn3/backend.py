@@ -170,7 +170,8 @@ class BatchedDfn3Backend:
         self._stream_in.append(stream_id)
 
     def close(self, stream_id: int) -> None:
-        slot = self._slot_of.pop(stream_id)
+        slot = self._slot_for(stream_id)
+        del self._slot_of[stream_id]
         last = len(self._stream_in) - 1
         moved = self._stream_in.pop()
         if slot != last:

