@@ -8,8 +8,9 @@ the streams and everything that the graphs carry across time held explicitly per
 - the DF decoder's (5, 1) convolution over the last 5 frames of `c0`: kept as running partial sums for the
   next 4 outputs, so that a stream carries 4 x 10 x nb_df values instead of 4 frames of c0.
 
-Inside, activations are laid out (channels, streams, frequencies) so that every 1x1 convolution is one
-matrix product over all streams and bins.
+Inside, the convolutions work channel-last, (streams, frequencies, channels), so that every 1x1 convolution
+is one matrix product over all streams and bins and the frequency taps read contiguous channel vectors; the
+GRUs and grouped linear layers work feature-major, (features, streams).
 """
 
 from __future__ import annotations
@@ -84,37 +85,45 @@ class Gru:
 
 
 class Pointwise:
-    """A 1x1 convolution (with bias) on (channels, streams, freqs) activations."""
+    """A 1x1 convolution with bias (and ReLU) on channel-last (B, freqs, channels) activations."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        self.weight = np.ascontiguousarray(weight.reshape(weight.shape[0], -1))
-        self.bias = bias.reshape(-1, 1)
+        self.weight_t = np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T)  # (in, out)
+        self.bias = bias
 
     def __call__(self, x: np.ndarray, relu: bool = True) -> np.ndarray:
-        channels, batch, freqs = x.shape
-        y = self.weight @ x.reshape(channels, batch * freqs)
+        batch, freqs, channels = x.shape
+        y = x.reshape(batch * freqs, channels) @ self.weight_t
         y += self.bias
         if relu:
             relu_(y)
-        return y.reshape(-1, batch, freqs)
+        return y.reshape(batch, freqs, -1)
+
+
+def pad_freqs(x: np.ndarray) -> np.ndarray:
+    """(B, F, C) -> (B, F + 2, C) with a zero bin on each side."""
+    batch, freqs, channels = x.shape
+    padded = np.empty((batch, freqs + 2, channels), dtype=F32)
+    padded[:, 0] = 0
+    padded[:, -1] = 0
+    padded[:, 1:-1] = x
+    return padded
 
 
 class Depthwise:
     """A depthwise (1, 3) convolution along frequency, padding 1, stride 1 or 2, no bias."""
 
     def __init__(self, weight: np.ndarray, stride: int) -> None:
-        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]).reshape(-1, 1, 1) for k in range(3)]
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]) for k in range(3)]
         self.stride = stride
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        channels, batch, freqs = x.shape
-        padded = np.zeros((channels, batch, freqs + 2), dtype=F32)
-        padded[:, :, 1:-1] = x
+        padded = pad_freqs(x)
         s = self.stride
-        out_freqs = (freqs - 1) // s + 1
-        y = self.taps[0] * padded[:, :, 0 : s * out_freqs : s]
+        out_freqs = (x.shape[1] - 1) // s + 1
+        y = self.taps[0] * padded[:, 0 : s * out_freqs : s]
         for k in (1, 2):
-            y += self.taps[k] * padded[:, :, k : k + s * out_freqs : s]
+            y += self.taps[k] * padded[:, k : k + s * out_freqs : s]
         return y
 
 
@@ -122,15 +131,15 @@ class DepthwiseTransposed:
     """A depthwise (1, 3) transposed convolution, stride 2, padding 1, output padding 1: F -> 2F."""
 
     def __init__(self, weight: np.ndarray) -> None:
-        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]).reshape(-1, 1, 1) for k in range(3)]
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]) for k in range(3)]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        channels, batch, freqs = x.shape
-        y = np.empty((channels, batch, 2 * freqs), dtype=F32)
-        y[:, :, 0::2] = self.taps[1] * x
-        odd = y[:, :, 1::2]
+        batch, freqs, channels = x.shape
+        y = np.empty((batch, 2 * freqs, channels), dtype=F32)
+        np.multiply(self.taps[1], x, out=y[:, 0::2])
+        odd = y[:, 1::2]
         np.multiply(self.taps[2], x, out=odd)
-        odd[:, :, :-1] += self.taps[0] * x[:, :, 1:]
+        odd[:, :-1] += self.taps[0] * x[:, 1:]
         return y
 
 
@@ -138,8 +147,8 @@ class ChannelScale:
     """A depthwise 1x1 convolution with bias and ReLU (the ERB decoder's skip paths)."""
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        self.weight = weight.reshape(-1, 1, 1)
-        self.bias = bias.reshape(-1, 1, 1)
+        self.weight = np.ascontiguousarray(weight.reshape(-1))
+        self.bias = bias
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = self.weight * x
@@ -148,15 +157,15 @@ class ChannelScale:
 
 
 def patches_3x3(frames: np.ndarray) -> np.ndarray:
-    """(B, 3 frames, F) -> (9, B*F) columns of a 3x3 convolution with frequency padding 1."""
+    """(B, 3 frames, F) -> (B*F, 9) rows of a 3x3 convolution's inputs, with frequency padding 1."""
     batch, _, freqs = frames.shape
     padded = np.zeros((batch, 3, freqs + 2), dtype=F32)
     padded[:, :, 1:-1] = frames
-    cols = np.empty((9, batch, freqs), dtype=F32)
+    rows = np.empty((batch, freqs, 9), dtype=F32)
     for kt in range(3):
         for kf in range(3):
-            cols[kt * 3 + kf] = padded[:, kt, kf : kf + freqs]
-    return cols.reshape(9, batch * freqs)
+            rows[:, :, kt * 3 + kf] = padded[:, kt, kf : kf + freqs]
+    return rows.reshape(batch * freqs, 9)
 
 
 class Dfn3Network:
@@ -171,13 +180,16 @@ class Dfn3Network:
         self.df_order = cfg.df_order
 
         w, b = enc("/erb_conv0/1/Conv")
-        self.erb_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9)), b.reshape(-1, 1))
+        self.erb_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9).T), b)  # (9 taps, out), (out,)
         self.erb_conv1 = (Depthwise(*enc("/erb_conv1/0/Conv"), stride=2), Pointwise(*enc("/erb_conv1/1/Conv")))
         self.erb_conv2 = (Depthwise(*enc("/erb_conv2/Conv"), stride=2), Pointwise(*enc("/erb_conv2/Conv_1")))
         self.erb_conv3 = (Depthwise(*enc("/erb_conv3/0/Conv"), stride=1), Pointwise(*enc("/erb_conv3/1/Conv")))
-        (w,) = enc("/df_conv0/1/Conv")
-        self.df_conv0_groups = w.shape[0] // 2
-        self.df_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9)), Pointwise(*enc("/df_conv0/2/Conv")))
+        (w,) = enc("/df_conv0/1/Conv")  # (out, 1, 3, 3), 2 groups: input channel g feeds half g of the outputs
+        half = w.shape[0] // 2
+        grouped = np.zeros((2, 9, w.shape[0]), dtype=F32)  # (input channel, taps, out)
+        for g in range(2):
+            grouped[g, :, g * half : (g + 1) * half] = w[g * half : (g + 1) * half].reshape(half, 9).T
+        self.df_conv0 = (grouped.reshape(18, -1), Pointwise(*enc("/df_conv0/2/Conv")))
         self.df_conv1 = (Depthwise(*enc("/df_conv1/Conv"), stride=2), Pointwise(*enc("/df_conv1/Conv_1")))
         self.df_fc_emb = GroupedLinear(*enc("/df_fc_emb/0/Einsum"))
         self.enc_lin_in = GroupedLinear(*enc("/emb_gru/linear_in/0/Einsum"))
@@ -200,7 +212,7 @@ class Dfn3Network:
         self.convt1 = (DepthwiseTransposed(*erb("/convt1/ConvTranspose")), Pointwise(*erb("/convt1/Conv")))
         self.conv0p = ChannelScale(*erb("/conv0p/Conv"))
         w, b = erb("/conv0_out/0/Conv")
-        self.conv0_out = (np.ascontiguousarray(w[0, :, 0, :].T), b)  # (3 taps, channels), (1,)
+        self.conv0_out = (np.ascontiguousarray(w[0, :, 0, :]), b)  # (channels, 3 taps), (1,)
 
         self.df_lin_in = GroupedLinear(*dfd("/df_gru/linear_in/linear_in.0/Einsum"))
         self.df_grus = [Gru(*dfd("/df_gru/gru/GRU")), Gru(*dfd("/df_gru/gru/GRU_1"))]
@@ -210,12 +222,14 @@ class Dfn3Network:
         out_ch, in_per_group, taps, _ = w.shape
         self.convp_taps = taps
         self.convp_out = out_ch
-        self.convp_groups = self.conv_ch // in_per_group
-        # (groups, taps * out per group, in per group): one product per group gives every tap's contribution.
-        per_group = w[:, :, :, 0].reshape(self.convp_groups, out_ch // self.convp_groups, in_per_group, taps)
-        self.convp_weight = np.ascontiguousarray(per_group.transpose(0, 3, 1, 2)).reshape(
-            self.convp_groups, -1, in_per_group
-        )
+        # (channels, taps * out): one product gives what a c0 frame contributes through every tap.
+        stacked = np.zeros((self.conv_ch, taps, out_ch), dtype=F32)
+        groups = self.conv_ch // in_per_group
+        per_group = out_ch // groups
+        for o in range(out_ch):
+            g = o // per_group
+            stacked[g * in_per_group : (g + 1) * in_per_group, :, o] = w[o, :, :, 0]
+        self.convp_weight = stacked.reshape(self.conv_ch, taps * out_ch)
         self.convp_pw = Pointwise(*dfd("/df_convp/df_convp.2/Conv"))
 
     # -- encoder -------------------------------------------------------------------------------------------------
@@ -223,31 +237,27 @@ class Dfn3Network:
     def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray):
         """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
 
-        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (channels, B, freqs), emb (512, B)
+        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (B, freqs, channels), emb (512, B)
         and lsnr (B,) in dB.
         """
         batch = erb_frames.shape[0]
         w, b = self.erb_conv0
-        e0 = w @ patches_3x3(erb_frames)
+        e0 = patches_3x3(erb_frames) @ w
         e0 += b
-        e0 = relu_(e0).reshape(-1, batch, erb_frames.shape[2])
+        e0 = relu_(e0).reshape(batch, erb_frames.shape[2], -1)
         e1 = self.erb_conv1[1](self.erb_conv1[0](e0))
         e2 = self.erb_conv2[1](self.erb_conv2[0](e1))
         e3 = self.erb_conv3[1](self.erb_conv3[0](e2))
 
         w, pointwise = self.df_conv0
         nb_df = spec_frames.shape[3]
-        half = self.df_conv0_groups
-        grouped = np.empty((2 * half, batch * nb_df), dtype=F32)
-        for g in range(2):
-            rows = slice(g * half, (g + 1) * half)
-            np.matmul(w[rows], patches_3x3(spec_frames[:, :, g]), out=grouped[rows])
-        c0 = pointwise(grouped.reshape(2 * half, batch, nb_df))
+        rows = np.concatenate([patches_3x3(spec_frames[:, :, 0]), patches_3x3(spec_frames[:, :, 1])], axis=1)
+        c0 = pointwise((rows @ w).reshape(batch, nb_df, -1))
         c1 = self.df_conv1[1](self.df_conv1[0](c0))
 
-        c1_flat = c1.transpose(2, 0, 1).reshape(-1, batch)
-        emb = relu_(self.df_fc_emb(c1_flat))
-        emb += e3.transpose(2, 0, 1).reshape(-1, batch)
+        # Channel-last flattening is the graphs' (B, F, C) order; the dense layers run feature-major.
+        emb = relu_(self.df_fc_emb(c1.reshape(batch, -1).T))
+        emb += e3.reshape(batch, -1).T
         x = relu_(self.enc_lin_in(emb))
         h = self.enc_gru.step(x, enc_h)
         enc_h[...] = h.T
@@ -270,9 +280,7 @@ class Dfn3Network:
             else:
                 np.copyto(erb_h[:, layer], x.T, where=commit[:, None])
         x = relu_(self.erb_lin_out(x))
-        freqs = e3.shape[2]
-        y = x.reshape(freqs, -1, batch).transpose(1, 2, 0)
-        y = self.conv3p(e3) + y
+        y = self.conv3p(e3) + x.T.reshape(e3.shape)
         y = self.convt3[1](self.convt3[0](y))
         y = self.conv2p(e2) + y
         y = self.convt2[1](self.convt2[0](y))
@@ -280,12 +288,10 @@ class Dfn3Network:
         y = self.convt1[1](self.convt1[0](y))
         y = self.conv0p(e0) + y
         taps, bias = self.conv0_out
-        channels, _, nb_erb = y.shape
-        padded = np.zeros((channels, batch, nb_erb + 2), dtype=F32)
-        padded[:, :, 1:-1] = y
-        z = (taps @ padded.reshape(channels, -1)).reshape(3, batch, nb_erb + 2)
-        m = z[0, :, 0:nb_erb] + z[1, :, 1 : nb_erb + 1]
-        m += z[2, :, 2 : nb_erb + 2]
+        nb_erb = y.shape[1]
+        z = (pad_freqs(y).reshape(-1, y.shape[2]) @ taps).reshape(batch, nb_erb + 2, 3)
+        m = z[:, 0:nb_erb, 0] + z[:, 1 : nb_erb + 1, 1]
+        m += z[:, 2 : nb_erb + 2, 2]
         m += bias
         return sigmoid_(m)
 
@@ -294,7 +300,7 @@ class Dfn3Network:
     def decode_df(self, emb, c0, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
         """Deep-filter coefficients (B, nb_df, order) complex64.
 
-        df_h (B, layers, H) and convp_acc (B, taps - 1, out, nb_df) advance in place where `commit`.
+        df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit`.
         """
         batch = emb.shape[1]
         x = relu_(self.df_lin_in(emb))
@@ -305,24 +311,20 @@ class Dfn3Network:
             else:
                 np.copyto(df_h[:, layer], x.T, where=commit[:, None])
         x += self.df_skip(emb)
-        out = np.tanh(self.df_out(x)).reshape(self.nb_df, -1, batch)  # (nb_df, order * 2, B)
+        out = np.tanh(self.df_out(x))  # (nb_df * order * 2, B)
 
-        # (taps, out, B, nb_df): what the current c0 frame contributes through each tap.
+        # (B, nb_df, taps, out): what the current c0 frame contributes through each tap.
         taps, out_ch = self.convp_taps, self.convp_out
-        groups = self.convp_groups
-        part = np.matmul(self.convp_weight, c0.reshape(groups, self.conv_ch // groups, -1))
-        part = part.reshape(groups, taps, out_ch // groups, batch, self.nb_df).transpose(1, 0, 2, 3, 4)
-        part = part.reshape(taps, out_ch, batch, self.nb_df)
-        conv = convp_acc[:, 0].transpose(1, 0, 2) + part[taps - 1]
+        part = (c0.reshape(-1, self.conv_ch) @ self.convp_weight).reshape(batch, self.nb_df, taps, out_ch)
+        conv = convp_acc[:, 0] + part[:, :, taps - 1]
         advanced = np.empty_like(convp_acc)
         for j in range(taps - 2):
-            np.add(convp_acc[:, j + 1], part[taps - 2 - j].transpose(1, 0, 2), out=advanced[:, j])
-        advanced[:, taps - 2] = part[0].transpose(1, 0, 2)
+            np.add(convp_acc[:, j + 1], part[:, :, taps - 2 - j], out=advanced[:, j])
+        advanced[:, taps - 2] = part[:, :, 0]
         if commit is None:
             convp_acc[...] = advanced
         else:
             np.copyto(convp_acc, advanced, where=commit[:, None, None, None])
-        conv = self.convp_pw(conv)  # (order * 2, B, nb_df)
-        coefs = np.empty((batch, self.nb_df, out.shape[1]), dtype=F32)
-        np.add(out.transpose(2, 0, 1), conv.transpose(1, 2, 0), out=coefs)
+        coefs = self.convp_pw(conv)  # (B, nb_df, order * 2)
+        coefs += out.T.reshape(coefs.shape)
         return coefs.view(np.complex64)
