@@ -54,6 +54,7 @@ class StageThresholds:
     max_db_erb: float = 35.0
     max_db_df: float = 35.0
 
+
 # libDF skips a hop whose mean square is below this.
 SILENCE_MEAN_SQUARE = 1e-7
 
@@ -69,11 +70,11 @@ def attenuation_limit(atten_lim_db: float) -> float | None:
 
 
 def prime_blas() -> None:
-    """One product with a wide result, which the small products of every hop then run faster for.
+    """Runs one matrix product with a wide result, after which the small products of each hop run faster.
 
-    Measured with the OpenBLAS that numpy wheels ship: until the process has done such a product on its
-    BLAS thread, a (768, 256) x (256, 32) GRU product took ~1.1 ms instead of ~0.33 ms (the effect lasts for
-    the life of the process).
+    Measured with the OpenBLAS that numpy wheels ship, single-threaded: until the process has done a product
+    with 512 or more result columns, a (768, 256) x (256, 32) GRU product took ~1.1 ms instead of ~0.33 ms;
+    after one, it stays fast for the life of the process.
     """
     np.ones((64, 64), F32) @ np.ones((64, 1024), F32)
 
