@@ -1,0 +1,331 @@
+"""The DeepFilterNet3 network, evaluated one 10 ms frame at a time for a batch of streams.
+
+Same operations as the official ONNX graphs (encoder, ERB decoder, DF decoder), with the batch axis being
+the streams and everything that the graphs carry across time held explicitly per stream:
+- the encoder's two input convolutions look at the current and the two previous feature frames (the graphs
+  pad time by 2 in front): the caller passes the last 3 frames;
+- the GRUs' hidden states;
+- the DF decoder's (5, 1) convolution over the last 5 frames of `c0`: kept as running partial sums for the
+  next 4 outputs, so that a stream carries 4 x 10 x nb_df values instead of 4 frames of c0.
+
+Inside, the convolutions work channel-last, (streams, frequencies, channels), so that every 1x1 convolution
+is one matrix product over all streams and bins and the frequency taps read contiguous channel vectors; the
+GRUs and grouped linear layers work feature-major, (features, streams).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audio_engine.dfn3.model import Dfn3Files
+
+F32 = np.float32
+
+
+def relu_(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, F32(0.0), out=x)
+
+
+def sigmoid_(x: np.ndarray) -> np.ndarray:
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += F32(1.0)
+    return np.reciprocal(x, out=x)
+
+
+class GroupedLinear:
+    """The graphs' grouped linear layers (`btgi,gih->btgh` einsums) on feature-major (features, B) input."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.groups, self.inputs, self.outputs = weight.shape
+        self.weight_t = np.ascontiguousarray(weight.transpose(0, 2, 1))  # (groups, out, in)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        batch = x.shape[-1]
+        y = np.matmul(self.weight_t, x.reshape(self.groups, self.inputs, batch))
+        return y.reshape(self.groups * self.outputs, batch)
+
+
+class Gru:
+    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1), one step for a batch of hidden states.
+
+    Feature-major: the input is (in, B) and the new hidden state comes back as (H, B), because a (3H, in)
+    weight times a (in, B) input is the faster matrix product for small B.
+    """
+
+    def __init__(self, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
+        hidden = r.shape[-1]
+        self.hidden = hidden
+        self.w = np.ascontiguousarray(w[0])
+        self.r = np.ascontiguousarray(r[0])
+        self.b_in = np.ascontiguousarray(b[0, : 3 * hidden, None])
+        self.b_rec = np.ascontiguousarray(b[0, 3 * hidden :, None])
+
+    def step(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """x (in, B), h (B, H) slot-major state -> new hidden state (H, B)."""
+        hidden = self.hidden
+        h = h.T
+        gi = self.w @ x
+        gi += self.b_in
+        gh = self.r @ h
+        gh += self.b_rec
+        zr = gi[: 2 * hidden]
+        zr += gh[: 2 * hidden]
+        sigmoid_(zr)
+        z, r = zr[:hidden], zr[hidden:]
+        n = gi[2 * hidden :]
+        r *= gh[2 * hidden :]
+        n += r
+        np.tanh(n, out=n)
+        # h' = (1 - z) n + z h = n + z (h - n)
+        new = h - n
+        new *= z
+        new += n
+        return new
+
+
+class Pointwise:
+    """A 1x1 convolution with bias (and ReLU) on channel-last (B, freqs, channels) activations."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight_t = np.ascontiguousarray(weight.reshape(weight.shape[0], -1).T)  # (in, out)
+        self.bias = bias
+
+    def __call__(self, x: np.ndarray, relu: bool = True) -> np.ndarray:
+        batch, freqs, channels = x.shape
+        y = x.reshape(batch * freqs, channels) @ self.weight_t
+        y += self.bias
+        if relu:
+            relu_(y)
+        return y.reshape(batch, freqs, -1)
+
+
+def pad_freqs(x: np.ndarray) -> np.ndarray:
+    """(B, F, C) -> (B, F + 2, C) with a zero bin on each side."""
+    batch, freqs, channels = x.shape
+    padded = np.empty((batch, freqs + 2, channels), dtype=F32)
+    padded[:, 0] = 0
+    padded[:, -1] = 0
+    padded[:, 1:-1] = x
+    return padded
+
+
+class Depthwise:
+    """A depthwise (1, 3) convolution along frequency, padding 1, stride 1 or 2, no bias."""
+
+    def __init__(self, weight: np.ndarray, stride: int) -> None:
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]) for k in range(3)]
+        self.stride = stride
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        padded = pad_freqs(x)
+        s = self.stride
+        out_freqs = (x.shape[1] - 1) // s + 1
+        y = self.taps[0] * padded[:, 0 : s * out_freqs : s]
+        for k in (1, 2):
+            y += self.taps[k] * padded[:, k : k + s * out_freqs : s]
+        return y
+
+
+class DepthwiseTransposed:
+    """A depthwise (1, 3) transposed convolution, stride 2, padding 1, output padding 1: F -> 2F."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.taps = [np.ascontiguousarray(weight[:, 0, 0, k]) for k in range(3)]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        batch, freqs, channels = x.shape
+        y = np.empty((batch, 2 * freqs, channels), dtype=F32)
+        np.multiply(self.taps[1], x, out=y[:, 0::2])
+        odd = y[:, 1::2]
+        np.multiply(self.taps[2], x, out=odd)
+        odd[:, :-1] += self.taps[0] * x[:, 1:]
+        return y
+
+
+class ChannelScale:
+    """A depthwise 1x1 convolution with bias and ReLU (the ERB decoder's skip paths)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.weight = np.ascontiguousarray(weight.reshape(-1))
+        self.bias = bias
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self.weight * x
+        y += self.bias
+        return relu_(y)
+
+
+def store_rows(state: np.ndarray, new: np.ndarray, commit: np.ndarray | None) -> None:
+    """state[b] = new[b] for the streams b in `commit` (a boolean mask over axis 0; None = all of them)."""
+    if commit is None:
+        state[...] = new
+    else:
+        np.copyto(state, new, where=commit.reshape((-1,) + (1,) * (state.ndim - 1)))
+
+
+def run_grus(grus: list[Gru], x: np.ndarray, h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+    """Stacked GRU layers, one step: x (in, B) -> last layer's output (H, B); h (B, layers, H) advances."""
+    for layer, gru in enumerate(grus):
+        x = gru.step(x, h[:, layer])
+        store_rows(h[:, layer], x.T, commit)
+    return x
+
+
+def patches_3x3(frames: np.ndarray) -> np.ndarray:
+    """(B, 3 frames, F) -> (B*F, 9) rows of a 3x3 convolution's inputs, with frequency padding 1."""
+    batch, _, freqs = frames.shape
+    padded = np.zeros((batch, 3, freqs + 2), dtype=F32)
+    padded[:, :, 1:-1] = frames
+    rows = np.empty((batch, freqs, 9), dtype=F32)
+    for kt in range(3):
+        for kf in range(3):
+            rows[:, :, kt * 3 + kf] = padded[:, kt, kf : kf + freqs]
+    return rows.reshape(batch * freqs, 9)
+
+
+class Dfn3Network:
+    """The three graphs of a DeepFilterNet3 model as batched one-frame steps; holds only weights."""
+
+    def __init__(self, files: Dfn3Files) -> None:
+        cfg = files.config
+        self.config = cfg
+        enc, erb, dfd = files.enc, files.erb_dec, files.df_dec
+        self.conv_ch = cfg.conv_ch
+        self.nb_df = cfg.nb_df
+        self.df_order = cfg.df_order
+
+        w, b = enc("/erb_conv0/1/Conv")
+        self.erb_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9).T), b)  # (9 taps, out), (out,)
+        self.erb_conv1 = (Depthwise(*enc("/erb_conv1/0/Conv"), stride=2), Pointwise(*enc("/erb_conv1/1/Conv")))
+        self.erb_conv2 = (Depthwise(*enc("/erb_conv2/Conv"), stride=2), Pointwise(*enc("/erb_conv2/Conv_1")))
+        self.erb_conv3 = (Depthwise(*enc("/erb_conv3/0/Conv"), stride=1), Pointwise(*enc("/erb_conv3/1/Conv")))
+        (w,) = enc("/df_conv0/1/Conv")  # (out, 1, 3, 3), 2 groups: input channel g feeds half g of the outputs
+        half = w.shape[0] // 2
+        grouped = np.zeros((2, 9, w.shape[0]), dtype=F32)  # (input channel, taps, out)
+        for g in range(2):
+            grouped[g, :, g * half : (g + 1) * half] = w[g * half : (g + 1) * half].reshape(half, 9).T
+        self.df_conv0 = (grouped.reshape(18, -1), Pointwise(*enc("/df_conv0/2/Conv")))
+        self.df_conv1 = (Depthwise(*enc("/df_conv1/Conv"), stride=2), Pointwise(*enc("/df_conv1/Conv_1")))
+        self.df_fc_emb = GroupedLinear(*enc("/df_fc_emb/0/Einsum"))
+        self.enc_lin_in = GroupedLinear(*enc("/emb_gru/linear_in/0/Einsum"))
+        self.enc_gru = Gru(*enc("/emb_gru/GRU"))
+        self.enc_lin_out = GroupedLinear(*enc("/emb_gru/linear_out/0/Einsum"))
+        (lsnr_w,) = enc("/lsnr_fc/0/MatMul")
+        self.lsnr_w_row = np.ascontiguousarray(lsnr_w.T)
+        (self.lsnr_b,) = enc("/lsnr_fc/0/Add")
+        self.lsnr_scale = F32(cfg.lsnr_max - cfg.lsnr_min)
+        self.lsnr_offset = F32(cfg.lsnr_min)
+
+        self.erb_lin_in = GroupedLinear(*erb("/emb_gru/linear_in/Einsum"))
+        self.erb_grus = [Gru(*erb("/emb_gru/GRU")), Gru(*erb("/emb_gru/GRU_1"))]
+        self.erb_lin_out = GroupedLinear(*erb("/emb_gru/linear_out/Einsum"))
+        self.conv3p = ChannelScale(*erb("/conv3p/0/Conv"))
+        self.convt3 = (Depthwise(*erb("/convt3/Conv"), stride=1), Pointwise(*erb("/convt3/Conv_1")))
+        self.conv2p = ChannelScale(*erb("/conv2p/Conv"))
+        self.convt2 = (DepthwiseTransposed(*erb("/convt2/0/ConvTranspose")), Pointwise(*erb("/convt2/1/Conv")))
+        self.conv1p = ChannelScale(*erb("/conv1p/Conv"))
+        self.convt1 = (DepthwiseTransposed(*erb("/convt1/ConvTranspose")), Pointwise(*erb("/convt1/Conv")))
+        self.conv0p = ChannelScale(*erb("/conv0p/Conv"))
+        w, b = erb("/conv0_out/0/Conv")
+        self.conv0_out = (np.ascontiguousarray(w[0, :, 0, :]), b)  # (channels, 3 taps), (1,)
+
+        self.df_lin_in = GroupedLinear(*dfd("/df_gru/linear_in/linear_in.0/Einsum"))
+        self.df_grus = [Gru(*dfd("/df_gru/gru/GRU")), Gru(*dfd("/df_gru/gru/GRU_1"))]
+        self.df_skip = GroupedLinear(*dfd("/df_skip/Einsum"))
+        self.df_out = GroupedLinear(*dfd("/df_out/df_out.0/Einsum"))
+        (w,) = dfd("/df_convp/df_convp.1/Conv")  # (out 10, in 32 per group, taps 5, 1), 2 groups
+        out_ch, in_per_group, taps, _ = w.shape
+        self.convp_taps = taps
+        self.convp_out = out_ch
+        # (channels, taps * out): one product gives what a c0 frame contributes through every tap.
+        stacked = np.zeros((self.conv_ch, taps, out_ch), dtype=F32)
+        groups = self.conv_ch // in_per_group
+        per_group = out_ch // groups
+        for o in range(out_ch):
+            g = o // per_group
+            stacked[g * in_per_group : (g + 1) * in_per_group, :, o] = w[o, :, :, 0]
+        self.convp_weight = stacked.reshape(self.conv_ch, taps * out_ch)
+        self.convp_pw = Pointwise(*dfd("/df_convp/df_convp.2/Conv"))
+
+    # -- encoder -------------------------------------------------------------------------------------------------
+
+    def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray):
+        """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
+
+        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (B, freqs, channels), emb (512, B)
+        and lsnr (B,) in dB.
+        """
+        batch = erb_frames.shape[0]
+        w, b = self.erb_conv0
+        e0 = patches_3x3(erb_frames) @ w
+        e0 += b
+        e0 = relu_(e0).reshape(batch, erb_frames.shape[2], -1)
+        e1 = self.erb_conv1[1](self.erb_conv1[0](e0))
+        e2 = self.erb_conv2[1](self.erb_conv2[0](e1))
+        e3 = self.erb_conv3[1](self.erb_conv3[0](e2))
+
+        w, pointwise = self.df_conv0
+        nb_df = spec_frames.shape[3]
+        rows = np.concatenate([patches_3x3(spec_frames[:, :, 0]), patches_3x3(spec_frames[:, :, 1])], axis=1)
+        c0 = pointwise((rows @ w).reshape(batch, nb_df, -1))
+        c1 = self.df_conv1[1](self.df_conv1[0](c0))
+
+        # Channel-last flattening is the graphs' (B, F, C) order; the dense layers run feature-major.
+        emb = relu_(self.df_fc_emb(c1.reshape(batch, -1).T))
+        emb += e3.reshape(batch, -1).T
+        x = relu_(self.enc_lin_in(emb))
+        h = self.enc_gru.step(x, enc_h)
+        enc_h[...] = h.T
+        emb = relu_(self.enc_lin_out(h))
+        lsnr = self.lsnr_w_row @ emb
+        lsnr += self.lsnr_b
+        lsnr = sigmoid_(lsnr)[0] * self.lsnr_scale + self.lsnr_offset
+        return e0, e1, e2, e3, c0, emb, lsnr
+
+    # -- ERB decoder ---------------------------------------------------------------------------------------------
+
+    def decode_erb(self, emb, e3, e2, e1, e0, erb_h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+        """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
+        batch = emb.shape[1]
+        x = run_grus(self.erb_grus, relu_(self.erb_lin_in(emb)), erb_h, commit)
+        x = relu_(self.erb_lin_out(x))
+        y = self.conv3p(e3) + x.T.reshape(e3.shape)
+        y = self.convt3[1](self.convt3[0](y))
+        y = self.conv2p(e2) + y
+        y = self.convt2[1](self.convt2[0](y))
+        y = self.conv1p(e1) + y
+        y = self.convt1[1](self.convt1[0](y))
+        y = self.conv0p(e0) + y
+        taps, bias = self.conv0_out
+        nb_erb = y.shape[1]
+        z = (pad_freqs(y).reshape(-1, y.shape[2]) @ taps).reshape(batch, nb_erb + 2, 3)
+        m = z[:, 0:nb_erb, 0] + z[:, 1 : nb_erb + 1, 1]
+        m += z[:, 2 : nb_erb + 2, 2]
+        m += bias
+        return sigmoid_(m)
+
+    # -- DF decoder ----------------------------------------------------------------------------------------------
+
+    def decode_df(self, emb, c0, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+        """Deep-filter coefficients (B, nb_df, order) complex64.
+
+        df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit`.
+        """
+        batch = emb.shape[1]
+        x = run_grus(self.df_grus, relu_(self.df_lin_in(emb)), df_h, commit)
+        x += self.df_skip(emb)
+        out = np.tanh(self.df_out(x))  # (nb_df * order * 2, B)
+
+        # (B, nb_df, taps, out): what the current c0 frame contributes through each tap.
+        taps, out_ch = self.convp_taps, self.convp_out
+        part = (c0.reshape(-1, self.conv_ch) @ self.convp_weight).reshape(batch, self.nb_df, taps, out_ch)
+        conv = convp_acc[:, 0] + part[:, :, taps - 1]
+        advanced = np.empty_like(convp_acc)
+        for j in range(taps - 2):
+            np.add(convp_acc[:, j + 1], part[:, :, taps - 2 - j], out=advanced[:, j])
+        advanced[:, taps - 2] = part[:, :, 0]
+        store_rows(convp_acc, advanced, commit)
+        coefs = self.convp_pw(conv)  # (B, nb_df, order * 2)
+        coefs += out.T.reshape(coefs.shape)
+        return coefs.view(np.complex64)
