@@ -20,6 +20,7 @@ from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCa
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer
 from audio_engine.recorder import RecordingResult, WavRecorder
+from audio_engine.sdp import offer_for_aiortc
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class MediaEngine:
     async def _answer_publisher(self, link: _PublisherLink, offer_sdp: str) -> str:
         pc = link.pc
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio:
                 raise InvalidOffer("the offer has no audio")
@@ -279,7 +280,7 @@ class MediaEngine:
         pc = RTCPeerConnection(self._rtc_configuration())
         track = broadcast.fanout.add_listener()
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio:
                 raise InvalidOffer("the offer has no audio")
