@@ -20,7 +20,7 @@ from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCa
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer
 from audio_engine.recorder import RecordingResult, WavRecorder
-from audio_engine.sdp import offer_for_aiortc
+from audio_engine.sdp import answer_asking_for_opus_bitrate, offer_for_aiortc
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,9 @@ class MediaEngine:
             raise
         except Exception as exc:
             raise InvalidOffer(str(exc)) from exc
-        return pc.localDescription.sdp
+        if self.config.broadcaster_opus_bitrate is None:
+            return pc.localDescription.sdp
+        return answer_asking_for_opus_bitrate(pc.localDescription.sdp, self.config.broadcaster_opus_bitrate)
 
     async def listen(self, session_id: str, offer_sdp: str, *, listener_key: str | None = None) -> str:
         broadcast = self._broadcasts.get(session_id)

@@ -34,6 +34,7 @@ def _config() -> EngineConfig:
         receive_prefetch=None if settings.MEDIA_RECEIVE_PREFETCH < 0 else settings.MEDIA_RECEIVE_PREFETCH,
         denoise_workers=settings.DENOISE_WORKERS,
         media_timeout_s=settings.MEDIA_TIMEOUT_SECONDS,
+        broadcaster_opus_bitrate=settings.OPUS_MAX_AVERAGE_BITRATE or None,
     )
 
 

@@ -40,6 +40,22 @@ PACKETS_KEEP_ARRIVING = """async () => {
     return window.firstPackets > 0 && (await packets()) > window.firstPackets + 50;
 }"""
 
+# The broadcaster's Opus rate: the encoder's target (Chromium reports it, Firefox does not) and the payload bit
+# rate sent so far (20 ms packets).
+OUTBOUND_OPUS_RATE = """async () => {
+    for (const peer of window.testPeerConnections) {
+        for (const report of (await peer.getStats()).values()) {
+            if (report.type === "outbound-rtp" && report.kind === "audio" && report.packetsSent > 0) {
+                const sent = report.bytesSent * 8 / (report.packetsSent * 0.02);
+                return { target: report.targetBitrate ?? null, sent };
+            }
+        }
+    }
+    return null;
+}"""
+# What the server asks broadcasters for (OPUS_MAX_AVERAGE_BITRATE's default); browsers send voice at ~32 kbit/s.
+ASKED_OPUS_BITRATE = 64_000
+
 
 @pytest.fixture(scope="module")
 def firefox(tmp_path_factory, quietcast_server) -> Iterator[Firefox]:
@@ -89,6 +105,7 @@ def firefox_log_in(firefox: Firefox, quietcast_server) -> Iterator[Callable[[str
 
 
 def firefox_goes_live(alice: FirefoxPage, *, denoise: bool) -> None:
+    alice.add_init_script(KEEP_PEER_CONNECTIONS)
     alice.goto("/user/alice/")
     alice.evaluate("(denoise) => { document.querySelector('[data-denoise-toggle]').checked = denoise; }", denoise)
     alice.click("[data-broadcast-toggle]")
@@ -133,6 +150,8 @@ def test_a_firefox_broadcast_is_heard_by_a_chromium_and_a_firefox_friend_and_sav
     wait_until_audio_arrives(bob_in_firefox.evaluate)
     wait_until_output_level(bob_in_firefox.evaluate)
     assert broadcast_is_healthy(alice)
+    # Firefox was asked for more than its usual voice rate, and sends it.
+    assert alice.evaluate(OUTBOUND_OPUS_RATE)["sent"] > 0.75 * ASKED_OPUS_BITRATE
 
     firefox_stops(alice)
     # The recording is saved, listed on alice's page, and plays in Firefox.
@@ -165,6 +184,7 @@ def test_a_denoised_firefox_broadcast_reaches_its_friend(firefox_log_in, log_in)
 
 def test_a_chromium_broadcast_is_heard_by_a_firefox_friend(firefox_log_in, log_in):
     alice = log_in("alice")
+    alice.add_init_script(KEEP_PEER_CONNECTIONS)
     alice.goto("/user/alice/")
     alice.get_by_role("button", name="Start Streaming").click()
     expect(alice.get_by_role("button", name="Stop Streaming")).to_be_visible()
@@ -174,6 +194,8 @@ def test_a_chromium_broadcast_is_heard_by_a_firefox_friend(firefox_log_in, log_i
 
     wait_until_audio_arrives(bob.evaluate)
     wait_until_output_level(bob.evaluate)
+    # The server asked the broadcaster's browser for more than its usual voice rate.
+    assert alice.evaluate(OUTBOUND_OPUS_RATE)["target"] == ASKED_OPUS_BITRATE
     alice.get_by_role("button", name="Stop Streaming").click()
     bob.wait_for("() => document.querySelector('[data-stream-state]').textContent.includes('stream has ended')")
 

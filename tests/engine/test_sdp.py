@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from audio_engine import MediaEngine
-from audio_engine.sdp import offer_for_aiortc
+from audio_engine import EngineConfig, MediaEngine
+from audio_engine.sdp import answer_asking_for_opus_bitrate, offer_for_aiortc
 
-from .helpers import FIXTURE_DIR
+from .helpers import FIXTURE_DIR, RecordedEvents
 
 OFFERS = FIXTURE_DIR / "sdp"
 # An offer is answered in a few milliseconds; waiting on multicast DNS took about a second.
@@ -87,3 +87,39 @@ async def test_the_engine_answers_a_browsers_broadcast_and_listen_offers_at_once
     assert "c=IN IP4 0.0.0.0" not in published.splitlines()
     assert "c=IN IP4 0.0.0.0" not in listened.splitlines()
     assert published_s < ANSWER_LIMIT_S and listened_s < ANSWER_LIMIT_S
+
+
+def opus_fmtp(sdp: str) -> str:
+    """The fmtp line of the answer's Opus payload type."""
+    (payload_type,) = [line.split()[0][len("a=rtpmap:"):] for line in sdp.splitlines() if " opus/48000" in line]
+    (fmtp,) = [line for line in sdp.splitlines() if line.startswith(f"a=fmtp:{payload_type} ")]
+    return fmtp
+
+
+@pytest.mark.parametrize("browser", ["firefox", "chromium"])
+async def test_broadcasters_are_asked_for_mono_opus_at_the_configured_rate_and_listeners_are_not(
+    browser: str, engine: MediaEngine, tmp_path: Path
+):
+    published = await engine.publish("s1", offer(f"{browser}-publisher"), denoise=False,
+                                     recording_path=tmp_path / "s1.wav")
+    listened = await engine.listen("s1", offer(f"{browser}-listener"))
+    assert opus_fmtp(published).split(" ", 1)[1].split(";") == ["maxaveragebitrate=64000", "stereo=0"]
+    assert "maxaveragebitrate" not in listened
+
+
+async def test_without_a_configured_rate_the_browser_chooses(tmp_path: Path):
+    engine = MediaEngine(EngineConfig(denoise_workers=1, broadcaster_opus_bitrate=None), RecordedEvents())
+    try:
+        published = await engine.publish("s1", offer("chromium-publisher"), denoise=False,
+                                         recording_path=tmp_path / "s1.wav")
+    finally:
+        await engine.shutdown()
+    assert "maxaveragebitrate" not in published
+
+
+def test_an_opus_fmtp_already_in_the_answer_keeps_its_parameters():
+    answer = "m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\n" \
+             "a=fmtp:111 minptime=10;maxaveragebitrate=20000\r\n"
+    shaped = answer_asking_for_opus_bitrate(answer, 96_000)
+    assert opus_fmtp(shaped) == "a=fmtp:111 minptime=10;maxaveragebitrate=96000;stereo=0"
+    assert shaped.count("a=fmtp:") == 1
