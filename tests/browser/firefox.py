@@ -1,7 +1,8 @@
 """Stock Firefox (Debian's firefox-esr) driven over WebDriver BiDi, the W3C protocol Firefox speaks itself.
 
-Playwright drives only its own patched Firefox builds and Selenium needs geckodriver, which Debian does not
-package; BiDi needs neither: Firefox started with `--remote-debugging-port` serves it on a WebSocket. This module
+Playwright drives only its own patched Firefox builds, Selenium needs geckodriver (not packaged by Debian) and
+Puppeteer a newer Node.js than Debian's; BiDi needs none of them: Firefox started with `--remote-debugging-port`
+serves it on a WebSocket. This module
 is the small part of it the tests use: one browser per module, a user context (own cookies) per person, tabs,
 navigation, running a function in the page, and the page's uncaught errors.
 

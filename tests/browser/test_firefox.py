@@ -100,7 +100,7 @@ def firefox_log_in(firefox: Firefox, quietcast_server) -> Iterator[Callable[[str
     for page in pages:
         if not page.closed:
             page.close()
-    errors = [f"{error}" for page in pages for error in page.errors]
+    errors = [error for page in pages for error in page.errors]
     assert not errors, "JavaScript errors in Firefox:\n" + "\n".join(errors)
 
 
