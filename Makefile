@@ -4,7 +4,7 @@
 run:  ## Create the virtualenv, install, migrate and serve on http://$${HOST:-127.0.0.1}:$${PORT:-8000}
 	@scripts/run.sh
 
-test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium) and run the whole suite
+test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium, Firefox ESR, PulseAudio) and run the whole suite
 	@scripts/test.sh
 
 lint:

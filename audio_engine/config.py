@@ -26,6 +26,8 @@ class EngineConfig:
         (0 = no reordering tolerance). None = aiortc's stock buffer (always holds 4 packets = 80 ms).
     denoise_workers: denoise worker processes (default one per core).
     opus_bitrate: bit rate of the Opus stream sent to listeners.
+    broadcaster_opus_bitrate: the Opus bit rate a broadcaster's browser is asked to send at most (its
+        `maxaveragebitrate`); None = the browser's own choice (about 32 kbit/s for voice).
     listener_queue_packets: per-listener queue (20 ms packets); the oldest are dropped beyond it.
     media_timeout_s: a connected publisher that sends no audio for this long is reported gone.
     listener_connect_timeout_s: a listener connection that has not connected this long after its answer is
@@ -41,6 +43,7 @@ class EngineConfig:
     receive_prefetch: int | None = 1
     denoise_workers: int = field(default_factory=_default_denoise_workers)
     opus_bitrate: int = 64_000
+    broadcaster_opus_bitrate: int | None = 64_000
     listener_queue_packets: int = 10
     media_timeout_s: float = 10.0
     listener_connect_timeout_s: float = 15.0

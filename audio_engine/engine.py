@@ -28,6 +28,7 @@ from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCa
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
 from audio_engine.recorder import RecordingResult, WavRecorder
+from audio_engine.sdp import answer_asking_for_opus_bitrate, offer_for_aiortc
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +305,7 @@ class MediaEngine:
     async def _answer_publisher(self, link: _PublisherLink, offer_sdp: str) -> str:
         pc = link.pc
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio:
                 raise InvalidOffer("the offer has no audio")
@@ -315,7 +316,9 @@ class MediaEngine:
             raise
         except Exception as exc:
             raise InvalidOffer(str(exc)) from exc
-        return pc.localDescription.sdp
+        if self.config.broadcaster_opus_bitrate is None:
+            return pc.localDescription.sdp
+        return answer_asking_for_opus_bitrate(pc.localDescription.sdp, self.config.broadcaster_opus_bitrate)
 
     async def listen(
         self,
@@ -341,7 +344,7 @@ class MediaEngine:
         listener = _Listener(broadcast.fanout.new_track(), listener_key)
         broadcast.listeners[pc] = listener  # counts towards the key's limit while it is being answered
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio:
                 raise InvalidOffer("the offer has no audio")

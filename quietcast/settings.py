@@ -290,3 +290,6 @@ MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
 MAX_DENOISED_STREAMS = env.int("MAX_DENOISED_STREAMS", default=5 * (os.cpu_count() or 1))
 # A connected broadcaster whose audio stops for this long is treated as gone.
 MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=10.0)
+# The Opus bit rate (bit/s) broadcasters' browsers are asked to send at most: the denoiser does better with more
+# bits than browsers' usual ~32 kbit/s for voice. 0 leaves it to the browser.
+OPUS_MAX_AVERAGE_BITRATE = env.int("OPUS_MAX_AVERAGE_BITRATE", default=64_000)

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole Quietcast test suite on a fresh machine.
 #
-# Installs what is missing (the virtualenv; redis-server, PostgreSQL, Chromium and coturn from Debian's packages when
-# running as root), starts a throwaway redis-server and PostgreSQL cluster on free loopback ports, then runs:
+# Installs what is missing (the virtualenv; redis-server, PostgreSQL, Chromium, Firefox ESR, PulseAudio and coturn
+# from Debian's packages when running as root), starts a throwaway redis-server and PostgreSQL cluster on free
+# loopback ports, then runs:
 #   1. ruff and mypy over the code,
-#   2. the full pytest suite (SQLite, in-memory and Redis channel layers, real aiortc peers, real Chromium),
+#   2. the full pytest suite (SQLite, in-memory and Redis channel layers, real aiortc peers, real Chromium and
+#      Firefox; the Firefox tests start their own PulseAudio server, as headless Firefox plays audio only through one;
+#      the TURN tests start their own coturn),
 #   3. the API suite once more against PostgreSQL.
 # Anything it cannot set up is said plainly and fails the run: a skipped integration test proves nothing.
 set -euo pipefail
@@ -20,6 +23,8 @@ missing_packages=()
 command -v redis-server >/dev/null || missing_packages+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_packages+=(postgresql)
 [ -x /usr/bin/chromium ] || missing_packages+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing_packages+=(firefox-esr)
+command -v pulseaudio >/dev/null || missing_packages+=(pulseaudio)
 command -v turnserver >/dev/null || missing_packages+=(coturn)
 if [ ${#missing_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -69,6 +74,7 @@ $as_pg_user "$pg_ctl" -D "$workdir/pg" -w -l "$workdir/pg/server.log" \
 postgres_url="postgres://postgres@127.0.0.1:$pg_port/quietcast"
 
 export CHROMIUM_PATH=/usr/bin/chromium
+export FIREFOX_PATH=/usr/bin/firefox-esr
 export QUIETCAST_VAR_DIR="$workdir/var"
 
 say "ruff"
@@ -77,7 +83,7 @@ say "ruff"
 say "mypy"
 .venv/bin/python -m mypy
 
-say "pytest: the whole suite (SQLite; in-memory and Redis channel layers; real peers and Chromium)"
+say "pytest: the whole suite (SQLite; in-memory and Redis channel layers; real peers, Chromium and Firefox)"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 
 say "pytest: the API suite against PostgreSQL"

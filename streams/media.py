@@ -176,6 +176,7 @@ def _config() -> EngineConfig:
         media_timeout_s=settings.MEDIA_TIMEOUT_SECONDS,
         listener_connect_timeout_s=settings.LISTENER_CONNECT_TIMEOUT_SECONDS,
         max_connections_per_listener=settings.MAX_LISTENER_CONNECTIONS_PER_USER or None,
+        broadcaster_opus_bitrate=settings.OPUS_MAX_AVERAGE_BITRATE or None,
     )
 
 

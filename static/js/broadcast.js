@@ -1,6 +1,6 @@
 // The broadcaster's own page: Start/Stop Streaming, the denoise choice, microphone level and errors.
 
-import { api, sendBeaconForm } from "./api.js";
+import { api, beaconForm } from "./api.js";
 import { LevelMeter } from "./level-meter.js";
 import { StreamPanel } from "./stream-panel.js";
 import { negotiate, newPeerConnection } from "./webrtc.js";
@@ -175,10 +175,11 @@ export class Broadcaster {
         this.reloading = true;
       }
     });
+    // Built now, so that the beacon leaves before any other script runs as the page goes (see beaconForm). It
+    // carries no duration: the server counts the recording's length from the audio it received.
+    const stopForm = beaconForm();
     window.addEventListener("pagehide", () => {
-      if (this.panel.isLive && !this.reloading) {
-        sendBeaconForm("/api/stream/stop/", { duration: this.panel.elapsedSeconds().toFixed(1) });
-      }
+      if (this.panel.isLive && !this.reloading) navigator.sendBeacon("/api/stream/stop/", stopForm);
       // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
       this.peer?.close();
     });

@@ -6,18 +6,11 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.audio_checks import KEEP_PEER_CONNECTIONS, wait_until_audio_arrives, wait_until_output_level
+
 pytestmark = pytest.mark.browser
 
 TIMER = re.compile(r"^(\d\d):(\d\d)$")
-
-
-# Lets the test read getStats() of the page's peer connections without the page exposing them.
-KEEP_PEER_CONNECTIONS = """
-    window.testPeerConnections = [];
-    window.RTCPeerConnection = class extends window.RTCPeerConnection {
-        constructor(...args) { super(...args); window.testPeerConnections.push(this); }
-    };
-"""
 
 
 def timer_seconds(page: Page) -> int:
@@ -190,30 +183,9 @@ def test_a_friend_hears_the_stream_and_gets_the_recording(log_in, screenshots_di
     expect(alice.locator("[data-listener-count]")).to_have_text("1 listener", timeout=5000)
     expect(alice.locator("[data-stream-error]")).to_be_hidden()
 
-    # Real audio arrives: inbound RTP bytes grow and the played samples are not silence.
-    bob.wait_for_function(
-        """async () => {
-            const audio = document.querySelector("[data-live-audio]");
-            if (!audio.srcObject || audio.paused) return false;
-            const meter = document.querySelector("[data-output-level]");
-            return meter.value > 0.1;
-        }""",
-        timeout=10_000,
-    )
-    bob.wait_for_function(
-        """async () => {
-            for (const peer of window.testPeerConnections) {
-                if (peer.connectionState === "closed") continue;
-                for (const report of (await peer.getStats()).values()) {
-                    if (report.type === "inbound-rtp" && report.kind === "audio" && report.bytesReceived > 1000) {
-                        return true;
-                    }
-                }
-            }
-            return false;
-        }""",
-        timeout=10_000,
-    )
+    # Real audio arrives: inbound RTP bytes and the received audio's energy grow, and the player's level moves.
+    wait_until_audio_arrives(bob.evaluate)
+    wait_until_output_level(bob.evaluate)
     bob.screenshot(path=screenshots_dir / "friend-listening.png", full_page=True)
     alice.screenshot(path=screenshots_dir / "my-page-live.png", full_page=True)
 
