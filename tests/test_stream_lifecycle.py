@@ -195,3 +195,16 @@ def test_a_stream_ends_by_itself_at_the_maximum_length(settings, alice, lifecycl
     lifecycle_clock.advance(2)
     assert len(services.end_overdue_streams()) == 1
     assert not live(alice) and ended_reasons == [EndReason.MAX_LENGTH]
+
+
+def test_a_server_whose_aiortc_lacks_the_receive_hook_refuses_to_start(monkeypatch):
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    def handle_packet_without_the_buffer(self, packet):
+        return None
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_packet_without_the_buffer)
+    with pytest.raises(ImproperlyConfigured, match="receive jitter buffer"):
+        apps.get_app_config("streams").ready()
