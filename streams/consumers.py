@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
+# What a browser sends when its page goes away: closed, reloaded or navigated elsewhere.
+CLOSE_GOING_AWAY = 1001
 
 # Grace-period tasks must be referenced until they finish, or the loop may drop them.
 _grace_tasks: set[asyncio.Task] = set()
@@ -66,7 +68,14 @@ class PresenceConsumer(JsonConsumer):
         await self.channel_layer.group_discard(self.group, self.channel_name)
         loss = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
         if loss is not None:
-            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss))
+            # A page that went away on purpose comes back at once if it was reloaded; a dropped connection may
+            # need longer. The page itself cannot tell a reload from closing the tab, so no stop is sent.
+            grace = (
+                settings.STREAM_LEAVE_GRACE_SECONDS
+                if code == CLOSE_GOING_AWAY
+                else settings.STREAM_RECONNECT_GRACE_SECONDS
+            )
+            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss, grace))
             _grace_tasks.add(task)
             task.add_done_callback(_grace_tasks.discard)
 
@@ -94,8 +103,8 @@ class PresenceConsumer(JsonConsumer):
         )
 
 
-async def _end_after_grace(user_id: int, loss: services.PresenceLoss) -> None:
-    await asyncio.sleep(settings.STREAM_RECONNECT_GRACE_SECONDS)
+async def _end_after_grace(user_id: int, loss: services.PresenceLoss, grace_seconds: float) -> None:
+    await asyncio.sleep(grace_seconds)
     await database_sync_to_async(services.end_if_abandoned)(user_id, loss)
 
 
