@@ -229,6 +229,21 @@ async def test_a_stale_grace_timer_does_not_end_a_newer_stream(channel_layer, ca
     assert await database_sync_to_async(ActiveStream.objects.filter(session_id=newer.session_id).exists)()
 
 
+async def test_a_page_that_goes_away_ends_the_stream_after_the_short_leave_grace(channel_layer, cast, settings):
+    # Browsers close a page's sockets with 1001 when it is closed, reloaded or left; a reload is back at once.
+    settings.STREAM_LEAVE_GRACE_SECONDS = 0.2
+    settings.STREAM_RECONNECT_GRACE_SECONDS = 30
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await broadcaster.disconnect(code=1006)  # dropped, not closed: the long grace applies
+    await asyncio.sleep(0.5)
+    assert await database_sync_to_async(ActiveStream.objects.filter(owner=cast["owner"]).exists)()
+    reconnected, _, _ = await connect("/ws/presence/", cast["owner"])
+    await reconnected.disconnect(code=1001)
+    await asyncio.sleep(0.5)
+    assert not await database_sync_to_async(ActiveStream.objects.filter(owner=cast["owner"]).exists)()
+
+
 # --- /ws/stream/<username>/ -----------------------------------------------------------------------------------
 
 
