@@ -6,8 +6,10 @@ import { CLOSE_FORBIDDEN } from "./socket.js";
 import { secondsSince, StreamPanel } from "./stream-panel.js";
 import { negotiate, newPeerConnection } from "./webrtc.js";
 
-// After a lost connection, how long to wait before offering again while the stream is still live.
+// After a lost connection, how long to wait before offering again while the stream is still live, and for how
+// long to keep trying (a restarted server answers 404 until the broadcaster's page has reconnected too).
 const RELISTEN_DELAY_MS = 1000;
+const RELISTEN_PATIENCE_MS = 20_000;
 
 export class Listener {
   constructor(card) {
@@ -17,6 +19,7 @@ export class Listener {
     this.peer = null;
     // Whether the person asked to listen and has not stopped: a lost connection is then made again by itself.
     this.wantsToListen = false;
+    this.relistenUntil = null;
     this.refused = false;
     this.panel = new StreamPanel(card, {
       onStatus: (status, { afterOutage }) => this.showStatus(status, afterOutage),
@@ -108,8 +111,18 @@ export class Listener {
 
   async connect(remote) {
     this.closePeer();
-    const peer = this.peer = await newPeerConnection().catch((error) => { this.failed(error); return null; });
-    if (!peer) return;
+    let peer;
+    try {
+      peer = await newPeerConnection();
+    } catch (error) {
+      this.failed(error);
+      return;
+    }
+    if (!this.wantsToListen) { // stopped meanwhile
+      peer.close();
+      return;
+    }
+    this.peer = peer;
     peer.addTransceiver("audio", { direction: "recvonly" });
     peer.addEventListener("track", (event) => {
       remote.addTrack(event.track);
@@ -122,7 +135,10 @@ export class Listener {
     });
     try {
       await negotiate(peer, `/api/stream/listener/${encodeURIComponent(this.owner)}/offer/`);
-      if (peer === this.peer) this.panel.say(`Listening to ${this.owner}.`, { loud: true });
+      if (peer === this.peer) {
+        this.relistenUntil = null;
+        this.panel.say(`Listening to ${this.owner}.`, { loud: true });
+      }
     } catch (error) {
       if (peer === this.peer) this.failed(error);
     }
@@ -131,10 +147,13 @@ export class Listener {
 
   failed(error) {
     this.closePeer();
-    if (this.wantsToListen && this.panel.isLive && (error.status === 0 || error.status >= 500)) {
-      this.relisten(); // the server is restarting: try again
+    // While reconnecting, the server may be restarting (0, 5xx) or still waiting for the broadcaster (404).
+    const passing = error.status === 0 || error.status === 404 || error.status >= 500;
+    if (this.wantsToListen && this.panel.isLive && passing && this.relistenUntil && Date.now() < this.relistenUntil) {
+      this.relisten();
       return;
     }
+    this.relistenUntil = null;
     this.wantsToListen = false;
     this.panel.showError(`Could not listen: ${error.message}`);
     this.render();
@@ -142,6 +161,7 @@ export class Listener {
 
   // A new listener offer for the same stream, once the stream socket says it is still live.
   relisten() {
+    this.relistenUntil ??= Date.now() + RELISTEN_PATIENCE_MS;
     this.closePeer();
     this.panel.say(`Reconnecting… you will hear ${this.owner} again in a moment.`);
     clearTimeout(this.relistenTimer);
@@ -163,6 +183,7 @@ export class Listener {
 
   stopListening({ quietly = false } = {}) {
     this.wantsToListen = false;
+    this.relistenUntil = null;
     clearTimeout(this.relistenTimer);
     this.closePeer();
     this.audio.pause();
