@@ -4,14 +4,19 @@ records it, and sends it to every listener. It does not import Django.
 The whole interface used by the web application:
 
     engine = MediaEngine(EngineConfig(...), events)     # events implements EngineEvents
+        # raises EngineUnsupported when the installed aiortc lacks the receive hook the engine needs
     await engine.start()                                # optional: start denoise workers now
     answer_sdp = await engine.publish(session_id, offer_sdp, denoise=True, recording_path=Path(".../x.wav"))
         # raises PublisherExists (a live publisher already publishes it), InvalidOffer,
         # DenoiserUnavailable (model cannot load)
-    answer_sdp = await engine.listen(session_id, offer_sdp, listener_key="42")  # StreamNotFound, InvalidOffer
-        # listener_key (optional) says who listens, so that `disconnect_listeners` can cut them off later
+    answer_sdp = await engine.listen(session_id, offer_sdp, listener_key="42", admit=still_allowed)
+        # raises StreamNotFound, InvalidOffer, TooManyListenerConnections (config.max_connections_per_listener)
+        # listener_key (optional) says who listens, so that `disconnect_listeners` can cut them off later;
+        # the connection is counted and hears audio only once connected and `admit()` (optional) says yes;
+        # one that does not connect within config.listener_connect_timeout_s is closed
     closed = await engine.disconnect_listeners(session_id, "42")  # e.g. they are no longer allowed to listen
     result = await engine.end(session_id)               # RecordingResult(path, duration_s), or None if unknown
+        # (duration 0: no audio was ever recorded, and no file is kept)
     engine.listener_count(session_id) -> int
     engine.is_publishing(session_id) -> bool        # the engine holds the session (until end())
     engine.has_live_publisher(session_id) -> bool   # ... and its publisher has not been reported gone
@@ -20,7 +25,8 @@ The whole interface used by the web application:
 
 All methods must be called on the event loop the engine runs on (one engine per process). EngineEvents
 callbacks are called on that loop, synchronously: keep them cheap and schedule any real work yourself.
-`publisher_gone(session_id)` says the publisher's connection failed/closed or its audio stopped for
+`publisher_connected(session_id)` says a publisher connection's first audio arrived; `publisher_gone(session_id)`
+says the publisher's connection failed/closed or its audio stopped for
 `media_timeout_s`; the session is NOT ended automatically: call `end(session_id)` to close the listeners and
 get the recording.
 
@@ -44,7 +50,15 @@ Pipeline per published session (each piece has one job):
     -> fanout.EncodedPacketFanout -> one fanout.ListenerTrack per listener (bounded, drops oldest).
 """
 
-from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
+from audio_engine.config import (
+    EngineConfig,
+    EngineEvents,
+    EngineUnsupported,
+    InvalidOffer,
+    PublisherExists,
+    StreamNotFound,
+    TooManyListenerConnections,
+)
 from audio_engine.denoise_pool import DenoiserUnavailable
 from audio_engine.engine import MediaEngine
 from audio_engine.recorder import RecordingResult, complete_orphan_recording, repair_partial_wav
@@ -53,11 +67,13 @@ __all__ = [
     "DenoiserUnavailable",
     "EngineConfig",
     "EngineEvents",
+    "EngineUnsupported",
     "InvalidOffer",
     "MediaEngine",
     "PublisherExists",
     "RecordingResult",
     "StreamNotFound",
+    "TooManyListenerConnections",
     "complete_orphan_recording",
     "repair_partial_wav",
 ]

@@ -28,6 +28,10 @@ class EngineConfig:
     opus_bitrate: bit rate of the Opus stream sent to listeners.
     listener_queue_packets: per-listener queue (20 ms packets); the oldest are dropped beyond it.
     media_timeout_s: a connected publisher that sends no audio for this long is reported gone.
+    listener_connect_timeout_s: a listener connection that has not connected this long after its answer is
+        closed (it was never counted).
+    max_connections_per_listener: connections one listener key may hold to one session at once (offered or
+        connected); None = no limit.
     """
 
     ice_servers: list[dict] = field(default_factory=list)
@@ -39,6 +43,8 @@ class EngineConfig:
     opus_bitrate: int = 64_000
     listener_queue_packets: int = 10
     media_timeout_s: float = 10.0
+    listener_connect_timeout_s: float = 15.0
+    max_connections_per_listener: int | None = None
 
     @property
     def denoise_settings(self) -> DenoiseSettings:
@@ -48,6 +54,9 @@ class EngineConfig:
 class EngineEvents(Protocol):
     """Notifications from the engine. Called on the event loop: keep them synchronous and cheap."""
 
+    def publisher_connected(self, session_id: str) -> None:
+        """The first audio of a publisher connection arrived (the first publish, or one replacing a gone one)."""
+
     def publisher_gone(self, session_id: str) -> None:
         """The publisher's connection failed or closed, or its audio stopped for media_timeout_s.
 
@@ -56,7 +65,8 @@ class EngineEvents(Protocol):
         recording, or until publish() replaces the gone connection with a new one."""
 
     def listener_count_changed(self, session_id: str, count: int) -> None:
-        """A listener joined or left (count 0 when the session ends)."""
+        """A listener connected or a connected one left (count 0 when the session ends). Offers that are still
+        connecting, or never connect, are not counted."""
 
 
 class PublisherExists(RuntimeError):
@@ -69,3 +79,15 @@ class StreamNotFound(LookupError):
 
 class InvalidOffer(ValueError):
     """The SDP offer cannot be answered (unparseable, or no Opus audio)."""
+
+
+class TooManyListenerConnections(RuntimeError):
+    """The listener already holds `max_connections_per_listener` connections to the session."""
+
+    def __init__(self, session_id: str, listener_key: str, limit: int) -> None:
+        super().__init__(f"{listener_key} already has {limit} connection(s) to {session_id}")
+        self.limit = limit
+
+
+class EngineUnsupported(RuntimeError):
+    """The installed aiortc lacks something the engine relies on; raised when the engine is created."""

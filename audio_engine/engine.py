@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,18 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from audio_engine.codec import OutboundTimeline, StreamCodec
-from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
+from audio_engine.config import (
+    EngineConfig,
+    EngineEvents,
+    InvalidOffer,
+    PublisherExists,
+    StreamNotFound,
+    TooManyListenerConnections,
+)
 from audio_engine.denoise import PassthroughDenoiser
 from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
-from audio_engine.jitter import install_receive_jitter_buffer
+from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
 from audio_engine.recorder import RecordingResult, WavRecorder
 
 logger = logging.getLogger(__name__)
@@ -71,6 +79,7 @@ class _PublisherLink:
         now = time.monotonic()
         if self.last_audio_at is None:
             self.broadcast.resume_audio(now)
+            self.broadcast.engine.events.publisher_connected(self.broadcast.session_id)
         self.last_audio_at = now
         self.broadcast.stage.submit(timestamp, payload, self._new_timeline)
         self._new_timeline = False
@@ -133,6 +142,7 @@ class _Broadcast:
         self.replacing = False
         self.ending = False
         self._audio_paused_at: float | None = None
+        self._closed: asyncio.Task[RecordingResult] | None = None
 
     def on_processed(self, opus: bytes, pcm: np.ndarray) -> None:
         self.recorder.write(pcm)
@@ -154,29 +164,55 @@ class _Broadcast:
             self._audio_paused_at = None
 
     async def close(self) -> RecordingResult:
+        """Close everything and finalize the recording; a second call waits for and returns the first's result."""
+        if self._closed is None:
+            self._closed = asyncio.ensure_future(self._close())
+        return await asyncio.shield(self._closed)
+
+    async def _close(self) -> RecordingResult:
         self.ending = True
         await self.publisher.close()
         if self.stage is not None:
             await self.stage.close()
         self.fanout.close()
-        listeners = list(self.listeners)
+        listeners = list(self.listeners.items())
         self.listeners.clear()
-        await asyncio.gather(*(pc.close() for pc in listeners), return_exceptions=True)
-        if listeners:
+        for _pc, listener in listeners:
+            listener.close()
+        await asyncio.gather(*(pc.close() for pc, _listener in listeners), return_exceptions=True)
+        if any(listener.connected for _pc, listener in listeners):
             self.engine.events.listener_count_changed(self.session_id, 0)
-        return await asyncio.to_thread(self.recorder.finalize)
+        result = await asyncio.to_thread(self.recorder.finalize)
+        if result.duration_s == 0:
+            result.path.unlink(missing_ok=True)  # no audio ever arrived: nothing to keep
+        return result
+
+    @property
+    def connected_listeners(self) -> int:
+        return sum(1 for listener in self.listeners.values() if listener.connected)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Listener:
+    """One listener connection: offered (answered, not yet connected, hears nothing and is not counted), then
+    connected (admitted, attached to the stream's audio), or closed."""
+
     track: ListenerTrack
     key: str | None  # who is listening, in the caller's terms, so their connections can be cut off together
+    connected: bool = False
+    connect_timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        if self.connect_timer is not None:
+            self.connect_timer.cancel()
+        self.track.stop()
 
 
 class MediaEngine:
     """See audio_engine/__init__.py for the contract."""
 
     def __init__(self, config: EngineConfig, events: EngineEvents) -> None:
+        require_receive_hook()  # fail when the server starts, not on a broadcaster's first offer
         self.config = config
         self.events = events
         self._broadcasts: dict[str, _Broadcast] = {}
@@ -216,20 +252,27 @@ class MediaEngine:
     async def publish(self, session_id: str, offer_sdp: str, *, denoise: bool, recording_path: Path) -> str:
         if session_id in self._broadcasts:
             return await self._replace_publisher(self._broadcasts[session_id], offer_sdp)
-        pool = await self._denoise_pool() if denoise else None
-        if session_id in self._broadcasts:  # published while the pool was starting
-            return await self._replace_publisher(self._broadcasts[session_id], offer_sdp)
         self._start_watchdog()
+        # Registered before the first await, so that end() during the denoise workers' start finds the session
+        # and a second offer meanwhile is refused as a second publisher.
         broadcast = _Broadcast(self, session_id, Path(recording_path))
         self._broadcasts[session_id] = broadcast
-        if pool is not None:
-            broadcast.stage = pool.open_stream(broadcast.on_processed)
-        else:
-            broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
         try:
-            return await self._answer_publisher(broadcast.publisher, offer_sdp)
-        except InvalidOffer:
-            self._broadcasts.pop(session_id, None)
+            if denoise:
+                pool = await self._denoise_pool()
+                if broadcast.ending:  # ended while the workers were starting
+                    raise StreamNotFound(session_id)
+                broadcast.stage = pool.open_stream(broadcast.on_processed)
+            else:
+                broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
+            answer = await self._answer_publisher(broadcast.publisher, offer_sdp)
+            if broadcast.ending:
+                raise StreamNotFound(session_id)
+            return answer
+        except BaseException:
+            # A first publish that fails leaves nothing behind: no session, no worker slot, no file.
+            if self._broadcasts.get(session_id) is broadcast:
+                del self._broadcasts[session_id]
             await broadcast.close()
             broadcast.recorder.partial_path.unlink(missing_ok=True)
             broadcast.recorder.path.unlink(missing_ok=True)
@@ -263,8 +306,7 @@ class MediaEngine:
             if not audio:
                 raise InvalidOffer("the offer has no audio")
             # The session's audio is the first audio track (as when its frames were read from the track).
-            if not install_receive_jitter_buffer(audio[0].receiver, self.config.receive_prefetch, link.on_payload):
-                raise RuntimeError("cannot take the received audio from this aiortc version")
+            install_receive_jitter_buffer(audio[0].receiver, self.config.receive_prefetch, link.on_payload)
             await pc.setLocalDescription(await pc.createAnswer())
         except InvalidOffer:
             raise
@@ -272,12 +314,29 @@ class MediaEngine:
             raise InvalidOffer(str(exc)) from exc
         return pc.localDescription.sdp
 
-    async def listen(self, session_id: str, offer_sdp: str, *, listener_key: str | None = None) -> str:
+    async def listen(
+        self,
+        session_id: str,
+        offer_sdp: str,
+        *,
+        listener_key: str | None = None,
+        admit: Callable[[], Awaitable[bool]] | None = None,
+    ) -> str:
+        """Answer a listener's offer. The connection hears nothing and is not counted until it connects; then
+        `admit` (if given) is asked once more whether it may listen. One that does not connect within
+        `listener_connect_timeout_s` is closed. Raises TooManyListenerConnections when `listener_key` already
+        has `max_connections_per_listener` connections (offered or connected) to the session."""
         broadcast = self._broadcasts.get(session_id)
-        if broadcast is None:
+        if broadcast is None or broadcast.ending:
             raise StreamNotFound(session_id)
+        limit = self.config.max_connections_per_listener
+        if listener_key is not None and limit is not None:
+            open_connections = sum(1 for listener in broadcast.listeners.values() if listener.key == listener_key)
+            if open_connections >= limit:
+                raise TooManyListenerConnections(session_id, listener_key, limit)
         pc = RTCPeerConnection(self._rtc_configuration())
-        track = broadcast.fanout.add_listener()
+        listener = _Listener(broadcast.fanout.new_track(), listener_key)
+        broadcast.listeners[pc] = listener  # counts towards the key's limit while it is being answered
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
@@ -286,38 +345,73 @@ class MediaEngine:
             # The packets are Opus: only Opus may be negotiated.
             opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
             audio[0].setCodecPreferences(opus)
-            pc.addTrack(track)
+            pc.addTrack(listener.track)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
-            track.stop()
+            broadcast.listeners.pop(pc, None)
+            listener.close()
             await pc.close()
             if isinstance(exc, InvalidOffer):
                 raise
             raise InvalidOffer(str(exc)) from exc
-        if broadcast.ending or self._broadcasts.get(session_id) is not broadcast:
-            track.stop()
+        if broadcast.ending or self._broadcasts.get(session_id) is not broadcast or pc not in broadcast.listeners:
+            listener.close()
             await pc.close()
             raise StreamNotFound(session_id)
 
         @pc.on("connectionstatechange")
         async def on_listener_state() -> None:
-            if pc.connectionState in _GONE_CONNECTION_STATES:
+            if pc.connectionState == "connected":
+                await self._attach_listener(session_id, broadcast, pc, admit)
+            elif pc.connectionState in _GONE_CONNECTION_STATES:
                 await self._drop_listener(session_id, broadcast, pc)
 
-        broadcast.listeners[pc] = _Listener(track, listener_key)
-        self.events.listener_count_changed(session_id, len(broadcast.listeners))
+        listener.connect_timer = asyncio.get_running_loop().call_later(
+            self.config.listener_connect_timeout_s, self._drop_unconnected_listener, session_id, broadcast, pc
+        )
         return pc.localDescription.sdp
+
+    async def _attach_listener(
+        self,
+        session_id: str,
+        broadcast: _Broadcast,
+        pc: RTCPeerConnection,
+        admit: Callable[[], Awaitable[bool]] | None,
+    ) -> None:
+        listener = broadcast.listeners.get(pc)
+        if listener is None or listener.connected:
+            return
+        if listener.connect_timer is not None:
+            listener.connect_timer.cancel()
+        allowed = True if admit is None else await admit()
+        if broadcast.listeners.get(pc) is not listener:
+            return  # dropped (cut off, timed out, or the session ended) while admission was checked
+        if not allowed:
+            logger.info("session %s: listener %s no longer admitted at connect", session_id, listener.key)
+            await self._drop_listener(session_id, broadcast, pc)
+            return
+        listener.connected = True
+        broadcast.fanout.attach(listener.track)
+        self.events.listener_count_changed(session_id, broadcast.connected_listeners)
+
+    def _drop_unconnected_listener(self, session_id: str, broadcast: _Broadcast, pc: RTCPeerConnection) -> None:
+        listener = broadcast.listeners.get(pc)
+        if listener is not None and not listener.connected:
+            logger.info("session %s: listener %s did not connect in time", session_id, listener.key)
+            asyncio.ensure_future(self._drop_listener(session_id, broadcast, pc))
 
     async def _drop_listener(self, session_id: str, broadcast: _Broadcast, pc: RTCPeerConnection) -> None:
         listener = broadcast.listeners.pop(pc, None)
         if listener is None:
             return
-        listener.track.stop()
-        self.events.listener_count_changed(session_id, len(broadcast.listeners))
+        listener.close()
+        if listener.connected:
+            self.events.listener_count_changed(session_id, broadcast.connected_listeners)
         await pc.close()
 
     async def disconnect_listeners(self, session_id: str, listener_key: str) -> int:
-        """Close every listener connection of the session that was opened with `listener_key`; returns how many."""
+        """Close every listener connection of the session that was opened with `listener_key` (connected or
+        not yet); returns how many."""
         broadcast = self._broadcasts.get(session_id)
         if broadcast is None:
             return 0
@@ -334,8 +428,9 @@ class MediaEngine:
         return await broadcast.close()
 
     def listener_count(self, session_id: str) -> int:
+        """Connected listeners (offers still connecting are not counted)."""
         broadcast = self._broadcasts.get(session_id)
-        return len(broadcast.listeners) if broadcast else 0
+        return broadcast.connected_listeners if broadcast else 0
 
     def is_publishing(self, session_id: str) -> bool:
         return session_id in self._broadcasts

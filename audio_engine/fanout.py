@@ -73,9 +73,17 @@ class EncodedPacketFanout:
         return len(self._listeners)
 
     def add_listener(self) -> ListenerTrack:
-        track = ListenerTrack(self, self._max_queued_packets)
-        self._listeners.add(track)
+        track = self.new_track()
+        self.attach(track)
         return track
+
+    def new_track(self) -> ListenerTrack:
+        """A listener's track that receives nothing until `attach`ed (e.g. once its connection is admitted)."""
+        return ListenerTrack(self, self._max_queued_packets)
+
+    def attach(self, track: ListenerTrack) -> None:
+        if track.readyState == "live":
+            self._listeners.add(track)
 
     def remove_listener(self, track: ListenerTrack) -> None:
         self._listeners.discard(track)

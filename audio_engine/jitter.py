@@ -24,6 +24,8 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtp import RtpPacket
 
+from audio_engine.config import EngineUnsupported
+
 logger = logging.getLogger(__name__)
 
 # A sequence number further ahead than this (2 s of 20 ms packets) means the sender restarted: start over.
@@ -64,8 +66,20 @@ class LossTolerantJitterBuffer:
             released = self._waiting.pop(oldest)
         if released is None:
             return False, None
-        self._next_sequence = (released.sequence_number + 1) & 0xFFFF
-        return False, JitterFrame(data=released._data, timestamp=released.timestamp)
+        return False, self._release(released)
+
+    def pop_ready(self) -> JitterFrame | None:
+        """The next packet if it is already here. After a hole is skipped, the packets that arrived behind it
+        are in sequence: releasing them at once (not one per later arrival) keeps the buffer from holding one
+        packet back for the rest of the stream."""
+        if self._next_sequence is None:
+            return None
+        ready = self._waiting.pop(self._next_sequence, None)
+        return None if ready is None else self._release(ready)
+
+    def _release(self, packet: RtpPacket) -> JitterFrame:
+        self._next_sequence = (packet.sequence_number + 1) & 0xFFFF
+        return JitterFrame(data=packet._data, timestamp=packet.timestamp)
 
 
 class PayloadTap:
@@ -78,20 +92,38 @@ class PayloadTap:
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         pli_flag, frame = self.inner.add(packet)
-        if frame is not None:
+        pop_ready = getattr(self.inner, "pop_ready", None)
+        while frame is not None:
             self._on_payload(frame.timestamp, frame.data)
+            frame = pop_ready() if pop_ready is not None else None
         return pli_flag, None
 
 
+_RECEIVER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
+
+
+def has_receive_hook() -> bool:
+    """Whether this aiortc's RTCRtpReceiver keeps its jitter buffer where it can be replaced (read from the
+    receiver's code, without making a connection)."""
+    return all(
+        _RECEIVER_BUFFER_ATTRIBUTE in method.__code__.co_names
+        for method in (RTCRtpReceiver.__init__, RTCRtpReceiver._handle_rtp_packet)
+    )
+
+
+def require_receive_hook() -> None:
+    """Raise EngineUnsupported unless the receive hook exists (checked once, when the engine is created)."""
+    if not has_receive_hook():
+        raise EngineUnsupported(
+            "this aiortc version has no replaceable receive jitter buffer; install the version pyproject.toml pins"
+        )
+
+
 def install_receive_jitter_buffer(receiver: RTCRtpReceiver, prefetch: int | None,
-                                  on_payload: PayloadCallback | None = None) -> bool:
+                                  on_payload: PayloadCallback | None = None) -> None:
     """Replace an audio receiver's jitter buffer (prefetch None keeps aiortc's own) and, with `on_payload`,
     take its payloads instead of aiortc's decoder. Call before media flows (e.g. right after
-    setRemoteDescription). Returns False if this aiortc version has no replaceable buffer."""
-    attribute = "_RTCRtpReceiver__jitter_buffer"
-    if not hasattr(receiver, attribute):
-        logger.warning("this aiortc version has no replaceable jitter buffer; keeping its own")
-        return False
-    buffer = getattr(receiver, attribute) if prefetch is None else LossTolerantJitterBuffer(prefetch)
-    setattr(receiver, attribute, buffer if on_payload is None else PayloadTap(buffer, on_payload))
-    return True
+    setRemoteDescription). Raises EngineUnsupported if this aiortc version has no replaceable buffer."""
+    require_receive_hook()
+    buffer = getattr(receiver, _RECEIVER_BUFFER_ATTRIBUTE) if prefetch is None else LossTolerantJitterBuffer(prefetch)
+    setattr(receiver, _RECEIVER_BUFFER_ATTRIBUTE, buffer if on_payload is None else PayloadTap(buffer, on_payload))

@@ -86,29 +86,6 @@ CancelRequestView = _friendship_action(services.cancel_request)
 RemoveFriendView = _friendship_action(services.remove_friend)
 
 
-class FriendListView(APIView):
-    @extend_schema(
-        responses=inline_serializer(
-            "FriendList",
-            {
-                "friends": inline_serializer(
-                    "Friend",
-                    {"username": serializers.CharField(), "is_streaming": serializers.BooleanField()},
-                    many=True,
-                )
-            },
-        )
-    )
-    def get(self, request: Request) -> Response:
-        from streams.services import live_user_ids
-
-        friends = list(services.friends_of(request.user))
-        live = live_user_ids([friend.pk for friend in friends])
-        return Response(
-            {"friends": [{"username": friend.username, "is_streaming": friend.pk in live} for friend in friends]}
-        )
-
-
 class FriendRequestListView(APIView):
     @extend_schema(
         responses=inline_serializer(

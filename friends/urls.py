@@ -3,16 +3,13 @@ from django.urls import path
 from friends import api, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("search/", views.search, name="search"),
     path("friend-requests/", views.friend_requests, name="friend_requests"),
     path("friends/<slug:action>/", views.friend_action, name="friend_action"),
-    path("user/<str:username>/", views.profile, name="profile"),
 ]
 
 api_urlpatterns = [
     path("users/search/", api.UserSearchView.as_view(), name="api_user_search"),
-    path("friends/", api.FriendListView.as_view(), name="api_friends"),
     path("friends/requests/", api.FriendRequestListView.as_view(), name="api_friend_requests"),
     path("friends/request/", api.SendRequestView.as_view(), name="api_friend_request"),
     path("friends/accept/", api.AcceptRequestView.as_view(), name="api_friend_accept"),

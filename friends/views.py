@@ -27,16 +27,6 @@ FRIEND_ACTIONS = {
 
 @login_required
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    from streams.services import live_user_ids
-
-    friends = list(services.friends_of(request.user))
-    live = live_user_ids([friend.pk for friend in friends])
-    return render(request, "friends/home.html", {"friends": friends, "live_ids": live})
-
-
-@login_required
-@require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:150]
     results = services.search_users(request.user, query) if query.strip() else []
@@ -72,27 +62,3 @@ def friend_action(request: HttpRequest, action: str) -> HttpResponse:
     status = outcome[0] if isinstance(outcome, tuple) else outcome
     messages.success(request, confirmations[status].format(name=username))
     return redirect(next_url)
-
-
-@login_required
-@require_GET
-def profile(request: HttpRequest, username: str) -> HttpResponse:
-    """A person's page. Their stream and recordings are shown only to them and their friends."""
-    from django.http import Http404
-
-    from streams.services import profile_context
-
-    try:
-        owner = services.find_user(username)
-    except services.UserNotFound as error:
-        raise Http404(str(error)) from error
-    allowed = services.can_access(request.user, owner)
-    context = {
-        "owner": owner,
-        "is_owner": owner.pk == request.user.pk,
-        "friendship": "self" if owner.pk == request.user.pk else services.friendship_state(request.user, owner),
-        "allowed": allowed,
-    }
-    if allowed:
-        context.update(profile_context(request.user, owner))
-    return render(request, "friends/profile.html", context)

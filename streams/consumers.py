@@ -1,13 +1,11 @@
 """WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
 
-import asyncio
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 
 from friends import services as friends
 from streams import events, services
@@ -16,11 +14,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
-# What a browser sends when its page goes away: closed, reloaded or navigated elsewhere.
+# What a browser sends when its page goes away: closed, reloaded or navigated elsewhere (not a dropped network).
 CLOSE_GOING_AWAY = 1001
-
-# Grace-period tasks must be referenced until they finish, or the loop may drop them.
-_grace_tasks: set[asyncio.Task] = set()
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -66,18 +61,9 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated:
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        loss = await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
-        if loss is not None:
-            # A page that went away on purpose comes back at once if it was reloaded; a dropped connection may
-            # need longer. The page itself cannot tell a reload from closing the tab, so no stop is sent.
-            grace = (
-                settings.STREAM_LEAVE_GRACE_SECONDS
-                if code == CLOSE_GOING_AWAY
-                else settings.STREAM_RECONNECT_GRACE_SECONDS
-            )
-            task = asyncio.get_running_loop().create_task(_end_after_grace(user.pk, loss, grace))
-            _grace_tasks.add(task)
-            task.add_done_callback(_grace_tasks.discard)
+        await database_sync_to_async(services.presence_disconnected)(
+            user, self.channel_name, page_left=code == CLOSE_GOING_AWAY
+        )
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         self.log_received(content)
@@ -101,11 +87,6 @@ class PresenceConsumer(JsonConsumer):
         await self.send_json(
             {"type": "recording_saved", "username": event["username"], "recording": event["recording"]}
         )
-
-
-async def _end_after_grace(user_id: int, loss: services.PresenceLoss, grace_seconds: float) -> None:
-    await asyncio.sleep(grace_seconds)
-    await database_sync_to_async(services.end_if_abandoned)(user_id, loss)
 
 
 class StreamConsumer(JsonConsumer):

@@ -1,27 +1,43 @@
-"""The Django side of the media engine: recording paths on disk, and the one narrow door to `audio_engine`.
+"""The one media adapter: this process's MediaEngine, recording files on disk, and the door to `audio_engine`.
 
 `audio_engine` knows nothing of Django; this module owns the process's engine instance and translates between
 session ids/owners and files under RECORDINGS_DIR. Layout: `RECORDINGS_DIR/<owner id>/<session id>.wav`, written
 as `<session id>.partial.wav` while live and renamed when finalized, so a file still called `.partial.wav` after
 a crash is an orphan to repair.
+
+The engine lives on the server's event loop. Synchronous Django code (views, services) reaches it through the
+blocking functions here, which run the coroutine on that loop with `async_to_sync`, and gets domain errors
+(`MediaError`) back. What the engine reports goes upward as Django signals (streams.signals), sent in order from
+a database thread; this module never calls the layers above it.
 """
 
+import asyncio
+import contextvars
 import logging
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.conf import settings
+from django.dispatch import Signal
 
 from audio_engine import (
     DenoiserUnavailable,
+    EngineConfig,
     InvalidOffer,
+    MediaEngine,
     PublisherExists,
+    RecordingResult,
     StreamNotFound,
+    TooManyListenerConnections,
     complete_orphan_recording,
 )
-from streams import engine_host
+from audio_engine.jitter import require_receive_hook
+from streams import signals
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +82,6 @@ def _relative(path: Path) -> str:
     return str(path.resolve().relative_to(recordings_dir().resolve()))
 
 
-def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording | None:
-    """Close a session's media (publisher, listeners, recorder) and return its saved recording, if any.
-
-    When this process's engine holds no such session (it never published, or a previous run crashed), a
-    partial file left on disk for the session is repaired instead.
-    """
-    finished = engine_host.end_session(str(session_id))
-    if finished is not None:
-        return FinishedRecording(relative_path=_relative(finished.path), duration=finished.duration_s)
-    orphan_file = partial_path(owner_id, session_id)
-    if orphan_file.exists():
-        return repair(
-            OrphanedRecording(owner_id=owner_id, session_id=uuid.UUID(str(session_id)), partial_path=orphan_file)
-        )
-    return None
-
-
 def orphaned_recordings() -> list[OrphanedRecording]:
     orphans = []
     for partial in sorted(recordings_dir().glob(f"*/*{PARTIAL_SUFFIX}")):
@@ -108,38 +107,226 @@ def repair(orphan: OrphanedRecording) -> FinishedRecording | None:
 
 
 class MediaError(Exception):
-    """Media negotiation failed; `status` is the HTTP status the API should answer with."""
+    """Media negotiation failed; the message is shown to the person who asked."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class PublisherAlreadyConnected(MediaError):
+    def __init__(self) -> None:
+        super().__init__("This stream already has a broadcaster connected (another tab?).")
+
+
+class OfferRejected(MediaError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The WebRTC offer cannot be answered: {reason}")
+
+
+class DenoiseUnavailable(MediaError):
+    def __init__(self) -> None:
+        super().__init__("Noise removal is unavailable on the server right now. Try without denoise.")
+
+
+class NotSendingYet(MediaError):
+    def __init__(self) -> None:
+        super().__init__("The stream has not started sending audio yet. Try again in a moment.")
+
+
+class SessionEnded(MediaError):
+    def __init__(self) -> None:
+        super().__init__("This stream ended while its audio was being connected.")
+
+
+class TooManyConnections(MediaError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You are already listening to this stream on {limit} connection(s). Close one of them first."
+        )
+
+
+# --- this process's engine -------------------------------------------------------------------------------------
+
+_engine: MediaEngine | None = None
+_signal_queue: asyncio.Queue[tuple[Signal, dict[str, Any]]] | None = None
+_background_tasks: set[asyncio.Task[None]] = set()
+
+
+def _config() -> EngineConfig:
+    return EngineConfig(
+        ice_servers=settings.ICE_SERVERS,
+        denoise_model_path=settings.DENOISE_MODEL,
+        atten_lim_db=settings.DENOISE_ATTEN_LIM_DB,
+        post_filter_beta=settings.DENOISE_POST_FILTER_BETA,
+        receive_prefetch=None if settings.MEDIA_RECEIVE_PREFETCH < 0 else settings.MEDIA_RECEIVE_PREFETCH,
+        denoise_workers=settings.DENOISE_WORKERS,
+        media_timeout_s=settings.MEDIA_TIMEOUT_SECONDS,
+        listener_connect_timeout_s=settings.LISTENER_CONNECT_TIMEOUT_SECONDS,
+        max_connections_per_listener=settings.MAX_LISTENER_CONNECTIONS_PER_USER or None,
+    )
+
+
+class _SignalsFromEngine:
+    """Engine callbacks (on the loop, must be cheap): queue the signal for `_send_signals`."""
+
+    def publisher_connected(self, session_id: str) -> None:
+        _queue_signal(signals.publisher_connected, session_id=session_id)
+
+    def publisher_gone(self, session_id: str) -> None:
+        _queue_signal(signals.publisher_gone, session_id=session_id)
+
+    def listener_count_changed(self, session_id: str, count: int) -> None:
+        _queue_signal(signals.listener_count_changed, session_id=session_id, count=count)
+
+
+def _queue_signal(signal: Signal, **kwargs: Any) -> None:
+    if _signal_queue is not None:
+        _signal_queue.put_nowait((signal, kwargs))
+
+
+async def _send_signal(signal: Signal, **kwargs: Any) -> None:
+    for receiver, outcome in await database_sync_to_async(signal.send_robust)(sender=signals.MEDIA, **kwargs):
+        if isinstance(outcome, Exception):
+            logger.error("%s failed for %s", receiver, kwargs, exc_info=outcome)
+
+
+async def _send_signals(queue: asyncio.Queue[tuple[Signal, dict[str, Any]]]) -> None:
+    # One sender keeps the signals in order, and a slow database write never blocks the engine.
+    while True:
+        signal, kwargs = await queue.get()
+        await _send_signal(signal, **kwargs)
+
+
+def _background(coroutine: Coroutine[Any, Any, None]) -> None:
+    # A fresh context: the engine is often created inside a view's `async_to_sync` call, and a task inheriting
+    # that context would hand its database work to the view's thread executor, which is gone afterwards.
+    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
+
+
+async def _in_fresh_context(function: Callable[[], bool]) -> bool:
+    """Run a database check from engine callbacks, which may carry a finished view's context (see _background)."""
+    task = asyncio.get_running_loop().create_task(
+        database_sync_to_async(function)(), context=contextvars.Context()
+    )
+    return await task
+
+
+def engine() -> MediaEngine:
+    """This process's engine, created on first use. Must be called on the server's event loop."""
+    global _engine, _signal_queue
+    if _engine is None:
+        _engine = MediaEngine(_config(), _SignalsFromEngine())
+        _signal_queue = asyncio.Queue()
+        _background(_send_signals(_signal_queue))
+        _end_streams_on_server_shutdown(_engine)
+    return _engine
+
+
+def check_engine_support() -> None:
+    """Fail at start-up (raising audio_engine.EngineUnsupported) if the installed aiortc cannot carry streams."""
+    require_receive_hook()
+
+
+def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
+    """Under Daphne, before the process exits (SIGTERM, Ctrl-C): say which streams it carries
+    (`media_stopping`), so they end through the lifecycle, then stop the engine."""
+    try:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+    except ImportError:
+        return
+    if not reactor.running:
+        return
+
+    async def stop() -> None:
+        await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
+        await media_engine.shutdown()
+
+    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
+
+
+# --- blocking entry points for synchronous code -----------------------------------------------------------------
+
+
+def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording | None:
+    """Close a session's media (publisher, listeners, recorder) and return its saved recording, if any.
+
+    When this process's engine holds no such session (it never published, or a previous run crashed), a
+    partial file left on disk for the session is repaired instead.
+    """
+    finished = _end_session(str(session_id))
+    if finished is not None:
+        if finished.duration_s == 0:
+            return None  # no audio ever arrived: the engine kept no file
+        return FinishedRecording(relative_path=_relative(finished.path), duration=finished.duration_s)
+    orphan_file = partial_path(owner_id, session_id)
+    if orphan_file.exists():
+        return repair(
+            OrphanedRecording(owner_id=owner_id, session_id=uuid.UUID(str(session_id)), partial_path=orphan_file)
+        )
+    return None
+
+
+def _end_session(session_id: str) -> RecordingResult | None:
+    if _engine is None or not _engine.is_publishing(session_id):
+        return None
+    return async_to_sync(_engine.end)(session_id)
 
 
 def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool) -> str:
     """Blocking: connect the broadcaster's offer to their session; returns the answer SDP."""
     target = final_path(owner_id, session_id)
     target.parent.mkdir(parents=True, exist_ok=True)
+
+    async def answer() -> str:
+        return await engine().publish(str(session_id), offer_sdp, denoise=denoise, recording_path=target)
+
     try:
-        return async_to_sync(engine_host.publish)(str(session_id), offer_sdp, denoise=denoise, recording_path=target)
+        return async_to_sync(answer)()
     except PublisherExists as error:
-        raise MediaError(409, "This stream already has a broadcaster connected (another tab?).") from error
+        raise PublisherAlreadyConnected() from error
     except InvalidOffer as error:
-        raise MediaError(400, f"The WebRTC offer cannot be answered: {error}") from error
+        raise OfferRejected(str(error)) from error
+    except StreamNotFound as error:
+        raise SessionEnded() from error
     except DenoiserUnavailable as error:
         logger.error("denoiser unavailable: %s", error)
-        raise MediaError(503, "Noise removal is unavailable on the server right now. Try without denoise.") from error
+        raise DenoiseUnavailable() from error
 
 
-def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int) -> str:
-    """Blocking: connect a listener's offer to a live session; returns the answer SDP."""
+# A friend sees LIVE as soon as the stream starts, a moment before the broadcaster's own WebRTC offer arrives.
+PUBLISHER_WAIT_S = 5.0
+
+
+def listen(
+    session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int, still_allowed: Callable[[], bool]
+) -> str:
+    """Blocking: connect a listener's offer to a live session; returns the answer SDP. `still_allowed` (run in
+    a database thread) is asked again when the connection attaches: access revoked meanwhile means no audio."""
+
+    async def answer() -> str:
+        media_engine = engine()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PUBLISHER_WAIT_S
+        while not media_engine.is_publishing(str(session_id)) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return await media_engine.listen(
+            str(session_id),
+            offer_sdp,
+            listener_key=str(listener_user_id),
+            admit=lambda: _in_fresh_context(still_allowed),
+        )
+
     try:
-        return async_to_sync(engine_host.listen)(str(session_id), offer_sdp, listener_key=str(listener_user_id))
+        return async_to_sync(answer)()
     except StreamNotFound as error:
-        raise MediaError(404, "The stream has not started sending audio yet. Try again in a moment.") from error
+        raise NotSendingYet() from error
     except InvalidOffer as error:
-        raise MediaError(400, f"The WebRTC offer cannot be answered: {error}") from error
+        raise OfferRejected(str(error)) from error
+    except TooManyListenerConnections as error:
+        raise TooManyConnections(error.limit) from error
 
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
     """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
-    engine_host.disconnect_listener(str(session_id), listener_key=str(listener_user_id))
+    if _engine is not None and _engine.is_publishing(str(session_id)):
+        async_to_sync(_engine.disconnect_listeners)(str(session_id), str(listener_user_id))

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ActiveStream(models.Model):
@@ -9,13 +10,21 @@ class ActiveStream(models.Model):
 
     owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="active_stream")
     session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    started_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(default=timezone.now)
     denoise_enabled = models.BooleanField(default=True)
     # Kept in the database, not only in the media process, so any server process can answer a status request.
     listener_count = models.PositiveIntegerField(default=0)
-    # When the broadcaster's last presence socket closed (None while one is open). A grace timer ends the stream
-    # only if this still holds the moment it started from: a reconnect clears it, a later loss replaces it.
+    # The grace markers (streams.services.end_overdue_streams): a stream away for longer than the reconnect
+    # grace period is ended. When the broadcaster's last presence socket closed (None while one is open; a
+    # reconnect clears it) ...
     presence_lost_at = models.DateTimeField(null=True, blank=True)
+    # Whether that last socket closed because its page went away (closed, reloaded, left), not a dropped network:
+    # a reload is back within a second, so such a stream gets only the short leave grace.
+    presence_left_page = models.BooleanField(default=False)
+    # ... and when their media connection was reported gone (None while one sends; a new one's audio clears it).
+    publisher_lost_at = models.DateTimeField(null=True, blank=True)
+    # When the first audio arrived; a stream still without any after STREAM_NO_AUDIO_SECONDS is ended.
+    audio_started_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"

@@ -1,26 +1,33 @@
 """The stream lifecycle and recordings: the only code that starts or ends a stream.
 
-Every way a stream can end (the Stop button, `sendBeacon` on page unload, the broadcaster's presence socket
-staying closed past the grace period, the WebRTC connection dropping, server start after a crash) calls
-`end_stream`, which removes the ActiveStream, finalizes the recording and tells friends.
+Every way a stream can end (the Stop button, leaving My page for another page, logging out, the broadcaster's
+page or media staying away past the grace period (a short one when the page closed itself), no audio in time,
+server start after a crash or shutdown) calls `end_stream`, which removes the ActiveStream, finalizes the
+recording and tells friends and the owner's pages.
+
+Grace: one mechanism. Database markers on the live row say since when the broadcaster's presence or media is
+missing (`presence_lost_at`, `publisher_lost_at`) and whether audio ever arrived (`audio_started_at`);
+`end_overdue_streams`, run every second by streams.deadlines, ends what has been away or silent too long by
+the time `streams.clock.now()` reads.
 """
 
 import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from friends.services import friend_ids
-from streams import events, media
+from friends.services import can_access, friend_ids
+from streams import clock, events, media
 from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
@@ -85,7 +92,7 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
         raise DenoiseAtCapacity(limit)
     try:
         with transaction.atomic():
-            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise)
+            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise, started_at=clock.now())
     except IntegrityError:
         existing = active_stream_of(user)
         if existing is None:  # ended between our insert and this read; a retry is the honest answer
@@ -102,7 +109,7 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
 
 
 def stop_stream(user: AbstractBaseUser, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
-    """The broadcaster ends their stream (Stop, or the page's unload beacon). Refused with
+    """The broadcaster ends their stream (Stop, or leaving My page). Refused with
     ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
     events.require_reachable()
     ended = end_stream(user, reason=reason)
@@ -112,15 +119,22 @@ def stop_stream(user: AbstractBaseUser, *, reason: EndReason = EndReason.STOPPED
 
 
 def end_stream(
-    user: AbstractBaseUser, *, reason: EndReason, session_id: uuid.UUID | str | None = None
+    user: AbstractBaseUser,
+    *,
+    reason: EndReason,
+    session_id: uuid.UUID | str | None = None,
+    only_if: Q | None = None,
 ) -> EndedStream | None:
     """End `user`'s stream, whatever the reason: the one way a stream ends. With `session_id`, only that
-    session (a stale trigger from an older stream must not end a newer one). Idempotent: None when there is
-    nothing (left) to end, e.g. the second of two concurrent stops."""
+    session (a stale trigger from an older stream must not end a newer one); with `only_if`, only while the
+    row still matches it (checked under the row's write lock). Idempotent: None when there is nothing (left)
+    to end, e.g. the second of two concurrent stops."""
     with transaction.atomic():
         streams = ActiveStream.objects.select_for_update().filter(owner=user)
         if session_id is not None:
             streams = streams.filter(session_id=session_id)
+        if only_if is not None:
+            streams = streams.filter(only_if)
         stream = streams.first()
         if stream is None:
             return None
@@ -145,12 +159,14 @@ def end_stream(
     return EndedStream(owner_id=user.pk, session_id=stream.session_id, recording=recording)
 
 
-def end_stream_session(session_id: uuid.UUID | str, *, reason: EndReason) -> EndedStream | None:
-    """End a stream known only by its session id (media callbacks). Quietly nothing if it already ended."""
+def end_stream_session(
+    session_id: uuid.UUID | str, *, reason: EndReason, only_if: Q | None = None
+) -> EndedStream | None:
+    """End a stream known only by its session id (media signals, timers). Quietly nothing if it already ended."""
     stream = ActiveStream.objects.select_related("owner").filter(session_id=session_id).first()
     if stream is None:
         return None
-    return end_stream(stream.owner, reason=reason, session_id=session_id)
+    return end_stream(stream.owner, reason=reason, session_id=session_id, only_if=only_if)
 
 
 def _register_recording(
@@ -222,6 +238,61 @@ def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
         events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
 
 
+def publish_offer(user: AbstractBaseUser, offer_sdp: str) -> tuple[ActiveStream, str]:
+    """Connect the broadcaster's microphone to their live stream; returns it and the answer SDP.
+
+    Raises NotLive, or media.MediaError. When the first connection of a denoised stream fails because noise
+    removal is unavailable, the stream is ended at once (no_audio) instead of staying live and silent.
+    """
+    stream = active_stream_of(user)
+    if stream is None:
+        raise NotLive()
+    try:
+        answer = media.publish(user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled)
+    except media.DenoiseUnavailable:
+        if stream.audio_started_at is None:
+            end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
+        raise
+    return stream, answer
+
+
+def listen_offer(viewer: AbstractBaseUser, owner: AbstractBaseUser, offer_sdp: str) -> tuple[ActiveStream, str]:
+    """Connect a listener (already allowed by `can_access`) to `owner`'s stream; returns it and the answer SDP.
+    Access is checked again when the connection attaches, so an unfriending meanwhile never gets audio."""
+    stream = active_stream_of(owner)
+    if stream is None:
+        raise NotLive()
+    answer = media.listen(
+        stream.session_id, offer_sdp, listener_user_id=viewer.pk, still_allowed=lambda: can_access(viewer, owner)
+    )
+    return stream, answer
+
+
+# --- what the media adapter reports (streams.signals) ---------------------------------------------------------
+
+
+def on_publisher_connected(session_id: str, **_: Any) -> None:
+    now = clock.now()
+    ActiveStream.objects.filter(session_id=session_id, audio_started_at__isnull=True).update(audio_started_at=now)
+    ActiveStream.objects.filter(session_id=session_id).update(publisher_lost_at=None)
+
+
+def on_publisher_gone(session_id: str, **_: Any) -> None:
+    ActiveStream.objects.filter(session_id=session_id, publisher_lost_at__isnull=True).update(
+        publisher_lost_at=clock.now()
+    )
+
+
+def on_listener_count_changed(session_id: str, count: int, **_: Any) -> None:
+    set_listener_count(session_id, count)
+
+
+def on_media_stopping(session_ids: list[str], **_: Any) -> None:
+    """The server process is stopping: its streams end now, with their recordings saved."""
+    for session_id in session_ids:
+        end_stream_session(session_id, reason=EndReason.SERVER_RESTART)
+
+
 def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, are_friends: bool, **_) -> None:
     """A new friend sees a live stream at once; an unfriended person stops seeing, watching and hearing it."""
     for owner, viewer in ((user_a, user_b), (user_b, user_a)):
@@ -236,41 +307,48 @@ def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, ar
             events.revoke_stream_access(viewer_id=viewer.pk, owner_id=owner.pk)
 
 
-# --- presence sockets and the reconnect grace period --------------------------------------------------------
+# --- presence sockets and the deadlines ------------------------------------------------------------------------
 
 
 def presence_connected(user: AbstractBaseUser, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
-    ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(presence_lost_at=None)
-
-
-@dataclass(frozen=True)
-class PresenceLoss:
-    session_id: uuid.UUID
-    lost_at: datetime
-
-
-def presence_disconnected(user: AbstractBaseUser, channel_name: str) -> PresenceLoss | None:
-    """Forget one presence socket. When a live user has none left, returns what `end_if_abandoned` needs."""
-    PresenceConnection.objects.filter(channel_name=channel_name).delete()
-    if PresenceConnection.objects.filter(user=user).exists():
-        return None
-    lost_at = timezone.now()
-    stream = active_stream_of(user)
-    if stream is None or not ActiveStream.objects.filter(pk=stream.pk).update(presence_lost_at=lost_at):
-        return None
-    return PresenceLoss(session_id=stream.session_id, lost_at=lost_at)
-
-
-def end_if_abandoned(user_id: int, loss: PresenceLoss) -> EndedStream | None:
-    """After the grace period: end the stream unless the broadcaster came back (a reload reconnects) or left
-    again later (then the later loss's timer decides)."""
-    still_lost = ActiveStream.objects.filter(
-        owner_id=user_id, session_id=loss.session_id, presence_lost_at=loss.lost_at
+    ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(
+        presence_lost_at=None, presence_left_page=False
     )
-    if not still_lost.exists():
-        return None
-    return end_stream_session(loss.session_id, reason=EndReason.CONNECTION_LOST)
+
+
+def presence_disconnected(user: AbstractBaseUser, channel_name: str, *, page_left: bool = False) -> None:
+    """Forget one presence socket. A live user with none left is away from now on (see end_overdue_streams);
+    `page_left` when the socket's page went away itself (closed or reloaded) rather than losing its network."""
+    PresenceConnection.objects.filter(channel_name=channel_name).delete()
+    if not PresenceConnection.objects.filter(user=user).exists():
+        ActiveStream.objects.filter(owner=user).update(presence_lost_at=clock.now(), presence_left_page=page_left)
+
+
+def _overdue(now: datetime) -> dict[EndReason, Q]:
+    """Which live rows are overdue at `now`, by the reason they end with."""
+    away_since = now - timedelta(seconds=settings.STREAM_RECONNECT_GRACE_SECONDS)
+    left_since = now - timedelta(seconds=settings.STREAM_LEAVE_GRACE_SECONDS)
+    silent_since = now - timedelta(seconds=settings.STREAM_NO_AUDIO_SECONDS)
+    return {
+        # A page that went away itself and did not come back (a reload is back within a second) was closed.
+        EndReason.TAB_CLOSED: Q(presence_left_page=True, presence_lost_at__lte=left_since),
+        EndReason.CONNECTION_LOST: Q(presence_lost_at__lte=away_since) | Q(publisher_lost_at__lte=away_since),
+        EndReason.NO_AUDIO: Q(audio_started_at__isnull=True, started_at__lte=silent_since),
+    }
+
+
+def end_overdue_streams() -> list[EndedStream]:
+    """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
+    sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
+    broadcaster who comes back meanwhile keeps their stream."""
+    ended = []
+    for reason, condition in _overdue(clock.now()).items():
+        for session_id in ActiveStream.objects.filter(condition).values_list("session_id", flat=True):
+            stream = end_stream_session(session_id, reason=reason, only_if=condition)
+            if stream is not None:
+                ended.append(stream)
+    return ended
 
 
 def recover_after_restart() -> list[EndedStream]:
@@ -290,6 +368,6 @@ def recover_after_restart() -> list[EndedStream]:
     return ended
 
 
-def profile_context(viewer: AbstractBaseUser, owner: AbstractBaseUser) -> dict:
+def profile_context(viewer: AbstractBaseUser, owner: AbstractBaseUser) -> dict[str, Any]:
     """What a person's page shows to someone allowed to see it (see friends.services.can_access)."""
     return {"active_stream": active_stream_of(owner), "recordings": recordings_of(owner)}

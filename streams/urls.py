@@ -1,12 +1,15 @@
 from django.urls import path
 
-from streams import api, recordings_views
+from streams import api, pages, recordings_views
 
 urlpatterns = [
+    path("", pages.home, name="home"),
+    path("user/<str:username>/", pages.profile, name="profile"),
     path("recordings/<int:recording_id>/audio/", recordings_views.recording_audio, name="recording_audio"),
 ]
 
 api_urlpatterns = [
+    path("friends/", api.FriendListView.as_view(), name="api_friends"),
     path("stream/start/", api.StartStreamView.as_view(), name="api_stream_start"),
     path("stream/stop/", api.StopStreamView.as_view(), name="api_stream_stop"),
     path("stream/offer/", api.PublishOfferView.as_view(), name="api_stream_offer"),

@@ -4,14 +4,17 @@ alice is the owner; bob is her friend; dave has asked alice to be friends (pendi
 """
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from friends import services as friends
+from streams import clock
 from tests.live_server import PASSWORD
 
 
@@ -85,3 +88,23 @@ def browser_client() -> Callable[..., Client]:
         return client
 
     return build
+
+
+class ManualClock:
+    """The stream lifecycle's clock, moved by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def lifecycle_clock(monkeypatch) -> ManualClock:
+    manual = ManualClock(timezone.now())
+    monkeypatch.setattr(clock, "now", manual.now)
+    return manual

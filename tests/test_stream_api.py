@@ -180,6 +180,30 @@ def test_concurrent_starts_leave_exactly_one_live_stream(api_client, alice):
     assert ActiveStream.objects.filter(owner=alice).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stops_never_fail(api_client, alice):
+    """The Stop button and the unload beacon (or two tabs) at once: one stops the stream, the others are told it
+    is not live; none gets a 500 ("database is locked" on SQLite)."""
+    clients = [api_client(alice) for _ in range(4)]
+    for _round in range(25):
+        services.start_stream(alice)
+        barrier = threading.Barrier(len(clients))
+        statuses: list[int] = []
+
+        def stop(client, barrier: threading.Barrier, statuses: list[int]) -> None:
+            barrier.wait()
+            statuses.append(client.post("/api/stream/stop/", {}, format="json").status_code)
+            connection.close()
+
+        threads = [threading.Thread(target=stop, args=(client, barrier, statuses)) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200, 409, 409, 409]
+        assert not ActiveStream.objects.exists()
+
+
 OFFER = {"sdp": "v=0\r\n", "type": "offer"}
 
 

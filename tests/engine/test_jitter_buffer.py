@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from aiortc.rtp import RtpPacket
 
-from audio_engine.jitter import LossTolerantJitterBuffer
+from audio_engine.jitter import LossTolerantJitterBuffer, PayloadTap, has_receive_hook
 
 
 def packet(sequence: int) -> RtpPacket:
     rtp = RtpPacket(payload_type=111, sequence_number=sequence & 0xFFFF, timestamp=(sequence * 960) & 0xFFFFFFFF)
     rtp._data = sequence.to_bytes(4, "big", signed=True)
     return rtp
+
+
+def decode(data: bytes) -> int:
+    return int.from_bytes(data, "big", signed=True)
 
 
 def released(buffer: LossTolerantJitterBuffer, sequences: list[int]) -> list[int | None]:
@@ -51,3 +56,29 @@ def test_sequence_numbers_wrap_around():
 
 def test_late_packet_after_skip_is_dropped():
     assert released(LossTolerantJitterBuffer(prefetch=1), [1, 3, 4, 2, 5]) == [1, None, 3, None, 4]
+
+
+def test_after_a_lost_packet_the_next_ones_are_released_on_arrival_again():
+    """Skipping a hole must not leave one packet held back (+20 ms) for the rest of the stream."""
+    delivered: list[list[int]] = []
+    tap = PayloadTap(LossTolerantJitterBuffer(prefetch=1), lambda _ts, data: delivered[-1].append(decode(data)))
+    for sequence in [1, 2, 4, 5, 6, 7, 9, 10, 11]:  # 3 and 8 are lost
+        delivered.append([])
+        tap.add(packet(sequence))
+    assert delivered == [[1], [2], [], [4, 5], [6], [7], [], [9, 10], [11]]
+
+
+def test_the_server_refuses_to_start_without_the_receive_hook(monkeypatch):
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    from audio_engine import EngineConfig, EngineUnsupported, MediaEngine
+
+    assert has_receive_hook()
+
+    def handle_packet_without_the_buffer(self, packet):
+        return None
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_packet_without_the_buffer)
+    assert not has_receive_hook()
+    with pytest.raises(EngineUnsupported):
+        MediaEngine(EngineConfig(denoise_workers=1), events=None)

@@ -1,0 +1,19 @@
+"""What the media adapter (streams.media) reports upward; streams.services acts on it.
+
+Every signal is sent with `sender=MEDIA` and `session_id` (a string), from a database thread: receivers may use
+the ORM. They are sent in the order the media engine reported them.
+"""
+
+from django.dispatch import Signal
+
+MEDIA = "streams.media"
+
+# The first audio of a broadcaster's connection arrived (the first one, or one replacing a lost one).
+publisher_connected = Signal()
+# The broadcaster's connection failed or closed, or its audio stopped; a new offer within the grace period
+# replaces it.
+publisher_gone = Signal()
+# `count` connected listeners now.
+listener_count_changed = Signal()
+# This server process is stopping; `session_ids` are the streams whose media it holds.
+media_stopping = Signal()
