@@ -48,6 +48,9 @@ async function openMicrophone() {
 // Which stream this browser tab sends its microphone to. Session storage belongs to one tab and survives its
 // reloads, so a reloaded page knows to reconnect, and a second tab knows that the stream is not its own.
 const SENDING_TAB_KEY = "quietcast.sending-session";
+// How long a page that finds itself the sender waits for the lock below: a reloaded page's predecessor lets go of
+// it as it unloads.
+const SENDING_LOCK_WAIT_MS = 2000;
 
 function tabSession() {
   try { return sessionStorage.getItem(SENDING_TAB_KEY); } catch { return null; }
@@ -57,8 +60,23 @@ function claimTab(sessionId) {
   try { sessionStorage.setItem(SENDING_TAB_KEY, sessionId); } catch { /* storage off: reload will not resume */ }
 }
 
-function releaseTab() {
+function forgetTab() {
   try { sessionStorage.removeItem(SENDING_TAB_KEY); } catch { /* nothing stored */ }
+}
+
+// The page sending a stream's audio holds this lock until the stream ends or the page goes away, so a duplicated
+// tab (which inherits session storage) cannot take over. Resolves to the function that lets go, or null.
+function takeSendingLock(sessionId) {
+  if (!navigator.locks) return Promise.resolve(() => {}); // only on insecure pages, which have no microphone
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  return new Promise((resolve) => {
+    const options = { signal: AbortSignal.timeout(SENDING_LOCK_WAIT_MS) };
+    navigator.locks.request(`quietcast-sending-${sessionId}`, options, () => {
+      resolve(release);
+      return held;
+    }).catch(() => resolve(null));
+  });
 }
 
 // Why the server ended the stream, in the broadcaster's words (see `stream_ended` reasons).
@@ -88,6 +106,7 @@ export class Broadcaster {
     this.microphone = null;
     this.peer = null;
     this.sessionId = card.dataset.sessionId || null;
+    this.sending = null; // lets go of the sending lock while this page sends the stream's audio
     this.starting = false;
     this.startedMeanwhile = null;
     this.stopping = false;
@@ -107,13 +126,28 @@ export class Broadcaster {
       this.peer?.close();
     });
     this.render();
-    if (this.sendsAudio) this.connectAudio({ reconnecting: true });
+    if (this.panel.isLive && this.sessionId !== null && tabSession() === this.sessionId) this.resumeSending();
     else if (this.panel.isLive) this.showLiveElsewhere();
   }
 
   // True in the tab whose microphone feeds the live stream (also after it reloads).
   get sendsAudio() {
-    return this.panel.isLive && this.sessionId !== null && tabSession() === this.sessionId;
+    return this.panel.isLive && this.sending !== null;
+  }
+
+  // This tab sent the stream before it reloaded: take the stream's audio up again.
+  async resumeSending() {
+    const sessionId = this.sessionId;
+    this.panel.say("You are live. Reconnecting your microphone…");
+    const release = await takeSendingLock(sessionId);
+    if (!release || !this.panel.isLive || this.sessionId !== sessionId) {
+      release?.();
+      if (!release) forgetTab(); // a duplicated tab: another one sends this stream
+      if (this.panel.isLive) this.showLiveElsewhere();
+      return;
+    }
+    this.sending = release;
+    this.connectAudio({ reconnecting: true });
   }
 
   render() {
@@ -144,10 +178,11 @@ export class Broadcaster {
       if (this.startedMeanwhile) this.startedSomewhere(this.startedMeanwhile);
       return;
     }
-    this.starting = false;
-    this.startedMeanwhile = null;
     this.sessionId = started.session_id;
     claimTab(this.sessionId);
+    this.sending = await takeSendingLock(this.sessionId); // a new stream's lock is free at once
+    this.starting = false;
+    this.startedMeanwhile = null;
     this.panel.setLive(true);
     this.render();
     this.button.disabled = false;
@@ -251,6 +286,7 @@ export class Broadcaster {
     }
     if (this.panel.isLive && sessionId === this.sessionId) return;
     this.releaseMicrophone();
+    this.stopSending();
     this.sessionId = sessionId;
     this.panel.setLive(true, startedAt ? secondsSince(startedAt) : 0);
     if (typeof denoise === "boolean") this.denoise.checked = denoise;
@@ -259,7 +295,8 @@ export class Broadcaster {
   }
 
   showLiveElsewhere() {
-    this.panel.say("You are live in another tab. Stop Streaming here ends that stream.", { loud: true });
+    this.panel.say("You are live in another tab or on another device. Stop Streaming here ends that stream.",
+      { loud: true });
   }
 
   endedOnServer(reason) {
@@ -269,13 +306,20 @@ export class Broadcaster {
 
   finish(message) {
     this.releaseMicrophone();
-    if (this.sessionId !== null && tabSession() === this.sessionId) releaseTab();
+    this.stopSending();
     this.sessionId = null;
     this.panel.setLive(false);
     this.render();
     this.button.disabled = false;
     this.panel.say(message, { loud: true });
     this.onEnded();
+  }
+
+  stopSending() {
+    if (this.sending === null) return;
+    this.sending();
+    this.sending = null;
+    forgetTab();
   }
 
   releaseMicrophone() {

@@ -251,9 +251,18 @@ def test_a_second_tab_shows_the_stream_without_touching_the_microphone(log_in):
     assert (second.evaluate("window.microphoneRequests"), third.evaluate("window.microphoneRequests")) == (0, 0)
     expect(second.locator("[data-input-level]")).to_have_js_property("value", 0)
 
+    # A duplicated tab inherits the sending tab's session storage, yet must not take the stream over.
+    duplicate = alice.context.new_page()
+    duplicate.add_init_script(COUNT_MICROPHONE_REQUESTS)
+    session = stream_status(alice)["session_id"]
+    duplicate.add_init_script(f"sessionStorage.setItem('quietcast.sending-session', '{session}');")
+    duplicate.goto("/user/alice/")
+    expect(duplicate.locator("[data-stream-state]")).to_contain_text("You are live in another tab", timeout=5000)
+    assert duplicate.evaluate("window.microphoneRequests") == 0
+
     # Closing the other tabs leaves the stream to the tab that sends it.
-    third.close(run_before_unload=True)
-    second.close(run_before_unload=True)
+    for other in (third, duplicate, second):
+        other.close(run_before_unload=True)
     alice.wait_for_timeout(LEAVE_GRACE_S * 1000 + 1500)
     assert stream_status(alice)["is_streaming"] is True
     expect(alice.locator("[data-stream-state]")).to_contain_text("Your friends can listen now")
