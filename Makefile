@@ -8,7 +8,7 @@ test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium)
 	@scripts/test.sh
 
 lint:
-	@scripts/bootstrap.sh >/dev/null && .venv/bin/ruff check .
+	@scripts/bootstrap.sh >/dev/null && .venv/bin/ruff check . && .venv/bin/python -m mypy
 
 BENCHMARKS = denoise_placement latency quality presence capacity
 

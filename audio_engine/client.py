@@ -54,7 +54,7 @@ class PacedAudioTrack(MediaStreamTrack):
     def play(self) -> None:
         self._playing = True
 
-    async def recv(self):
+    async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if self._clock_start is None:
@@ -89,6 +89,8 @@ async def receive_audio(track: MediaStreamTrack, on_samples: SamplesReceivedCall
             frame = await track.recv()
         except MediaStreamError:
             return
+        if not isinstance(frame, av.AudioFrame):
+            continue
         samples = framer.push(frame)
         if len(samples):
             on_samples(samples, time.perf_counter())

@@ -81,7 +81,10 @@ class _PublisherLink:
             self.broadcast.resume_audio(now)
             self.broadcast.engine.events.publisher_connected(self.broadcast.session_id)
         self.last_audio_at = now
-        self.broadcast.stage.submit(timestamp, payload, self._new_timeline)
+        stage = self.broadcast.stage
+        if stage is None:
+            return  # not reachable: a session's stage is set before its offer is answered
+        stage.submit(timestamp, payload, self._new_timeline)
         self._new_timeline = False
 
     def _on_track(self, track: MediaStreamTrack) -> None:

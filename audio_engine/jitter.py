@@ -49,20 +49,20 @@ class LossTolerantJitterBuffer:
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         sequence = packet.sequence_number
-        if self._next_sequence is None:
-            self._next_sequence = sequence
-        ahead = (sequence - self._next_sequence) & 0xFFFF
+        expected = sequence if self._next_sequence is None else self._next_sequence
+        ahead = (sequence - expected) & 0xFFFF
         if ahead >= _HALF_SEQUENCE_SPACE:
             return False, None  # late: its slot was already skipped or played
         if ahead > MAX_SEQUENCE_JUMP:
             self._waiting.clear()
-            self._next_sequence = sequence
+            expected = sequence
+        self._next_sequence = expected
         self._waiting[sequence] = packet
 
-        released = self._waiting.pop(self._next_sequence, None)
+        released = self._waiting.pop(expected, None)
         if released is None and len(self._waiting) > self.prefetch:
-            oldest = min(self._waiting, key=lambda seq: (seq - self._next_sequence) & 0xFFFF)
-            self.skipped_packets += (oldest - self._next_sequence) & 0xFFFF
+            oldest = min(self._waiting, key=lambda seq: (seq - expected) & 0xFFFF)
+            self.skipped_packets += (oldest - expected) & 0xFFFF
             released = self._waiting.pop(oldest)
         if released is None:
             return False, None
@@ -79,7 +79,8 @@ class LossTolerantJitterBuffer:
 
     def _release(self, packet: RtpPacket) -> JitterFrame:
         self._next_sequence = (packet.sequence_number + 1) & 0xFFFF
-        return JitterFrame(data=packet._data, timestamp=packet.timestamp)
+        # aiortc's receiver puts the depacketized payload in `_data` before it reaches the jitter buffer.
+        return JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
 
 
 class PayloadTap:

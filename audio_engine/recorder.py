@@ -83,7 +83,10 @@ class WavRecorder:
             self._samples_at_last_flush = self._samples_written
 
     def finalize(self) -> RecordingResult:
-        """Write the final sizes, close, rename to `<name>.wav`. Blocking file I/O: call it off the loop."""
+        """Write the final sizes, close, rename to `<name>.wav`. Blocking file I/O: call it off the loop.
+        Finalizing again returns the same result."""
+        if self._file.closed:
+            return RecordingResult(self.path, self.duration_s)
         data_bytes = self._samples_written * BYTES_PER_SAMPLE
         self._file.seek(0)
         self._file.write(_wav_header(data_bytes))

@@ -8,8 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.users import signed_in
 from friends import services
-from quietcast.api_errors import call_translating_errors
+from quietcast.api_errors import ErrorStatuses, call_translating_errors
 
 
 class UsernameSerializer(serializers.Serializer):
@@ -26,7 +27,7 @@ def parse_username(request: Request) -> str:
     return serializer.validated_data["username"]
 
 
-FRIENDSHIP_ERROR_STATUS = {
+FRIENDSHIP_ERROR_STATUS: ErrorStatuses = {
     services.UserNotFound: status.HTTP_404_NOT_FOUND,
     services.NothingToActOn: status.HTTP_404_NOT_FOUND,
     services.NotAllowed: status.HTTP_400_BAD_REQUEST,
@@ -57,14 +58,14 @@ class UserSearchView(APIView):
     def get(self, request: Request) -> Response:
         query = SearchQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        results = services.search_users(request.user, query.validated_data["q"])
+        results = services.search_users(signed_in(request), query.validated_data["q"])
         return Response({"results": [{"username": user.username, "friendship": state} for user, state in results]})
 
 
 class SendRequestView(APIView):
     @extend_schema(request=UsernameSerializer, responses={201: STATUS_RESPONSE, 200: STATUS_RESPONSE})
     def post(self, request: Request) -> Response:
-        result, created = call_service(services.send_request, request.user, parse_username(request))
+        result, created = call_service(services.send_request, signed_in(request), parse_username(request))
         return Response({"status": result}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -74,7 +75,7 @@ def _friendship_action(operation: Callable) -> type[APIView]:
     class FriendshipActionView(APIView):
         @extend_schema(request=UsernameSerializer, responses=STATUS_RESPONSE, operation_id=operation.__name__)
         def post(self, request: Request) -> Response:
-            return Response({"status": call_service(operation, request.user, parse_username(request))})
+            return Response({"status": call_service(operation, signed_in(request), parse_username(request))})
 
     FriendshipActionView.__name__ = f"{operation.__name__.title().replace('_', '')}View"
     return FriendshipActionView
@@ -107,10 +108,10 @@ class FriendRequestListView(APIView):
     def get(self, request: Request) -> Response:
         received = [
             {"username": entry.from_user.username, "created_at": entry.created_at}
-            for entry in services.received_requests(request.user)
+            for entry in services.received_requests(signed_in(request))
         ]
         sent = [
             {"username": entry.to_user.username, "created_at": entry.created_at}
-            for entry in services.sent_requests(request.user)
+            for entry in services.sent_requests(signed_in(request))
         ]
         return Response({"received": received, "sent": sent})

@@ -5,15 +5,12 @@ Views, API views, admin actions and consumers call these functions; none of them
 
 from typing import Literal
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from friends.models import FriendRequest, Friendship
 from friends.signals import friendship_changed
-
-User = get_user_model()
 
 FriendshipState = Literal["none", "pending_sent", "pending_received", "friends"]
 SEARCH_RESULT_LIMIT = 20
@@ -35,18 +32,18 @@ class NothingToActOn(FriendshipError):
     pass
 
 
-def find_user(username: str) -> AbstractBaseUser:
+def find_user(username: str) -> User:
     user = User.objects.filter(username=username, is_active=True).first()
     if user is None:
         raise UserNotFound(f"There is no user called “{username}”.")
     return user
 
 
-def _ordered_pair(a: AbstractBaseUser, b: AbstractBaseUser) -> tuple[AbstractBaseUser, AbstractBaseUser]:
+def _ordered_pair(a: User, b: User) -> tuple[User, User]:
     return (a, b) if a.pk < b.pk else (b, a)
 
 
-def are_friends(a: AbstractBaseUser, b: AbstractBaseUser) -> bool:
+def are_friends(a: User, b: User) -> bool:
     """True only for an accepted pair; a pending request in either direction is not friendship."""
     if not (a.is_authenticated and b.is_authenticated) or a.pk == b.pk:
         return False
@@ -54,7 +51,7 @@ def are_friends(a: AbstractBaseUser, b: AbstractBaseUser) -> bool:
     return Friendship.objects.filter(user_low=low, user_high=high).exists()
 
 
-def can_access(viewer: AbstractBaseUser | AnonymousUser, owner: AbstractBaseUser) -> bool:
+def can_access(viewer: User | AnonymousUser, owner: User) -> bool:
     """Who may see someone's live state, hear their stream, and list or download their recordings.
 
     The owner and their accepted friends; nobody else (anonymous visitors, strangers, pending requests).
@@ -64,7 +61,7 @@ def can_access(viewer: AbstractBaseUser | AnonymousUser, owner: AbstractBaseUser
     return viewer.pk == owner.pk or are_friends(viewer, owner)
 
 
-def friendship_state(viewer: AbstractBaseUser, other: AbstractBaseUser) -> FriendshipState:
+def friendship_state(viewer: User, other: User) -> FriendshipState:
     if are_friends(viewer, other):
         return "friends"
     if FriendRequest.objects.filter(from_user=viewer, to_user=other).exists():
@@ -74,16 +71,16 @@ def friendship_state(viewer: AbstractBaseUser, other: AbstractBaseUser) -> Frien
     return "none"
 
 
-def friend_ids(user: AbstractBaseUser) -> set[int]:
+def friend_ids(user: User) -> set[int]:
     pairs = Friendship.objects.filter(Q(user_low=user) | Q(user_high=user)).values_list("user_low", "user_high")
     return {low if high == user.pk else high for low, high in pairs}
 
 
-def friends_of(user: AbstractBaseUser) -> QuerySet:
+def friends_of(user: User) -> QuerySet:
     return User.objects.filter(pk__in=friend_ids(user)).order_by("username")
 
 
-def search_users(viewer: AbstractBaseUser, query: str) -> list[tuple[AbstractBaseUser, FriendshipState]]:
+def search_users(viewer: User, query: str) -> list[tuple[User, FriendshipState]]:
     """Users whose name contains `query` (any case), never the viewer, at most SEARCH_RESULT_LIMIT."""
     query = query.strip()
     if not query:
@@ -97,7 +94,7 @@ def search_users(viewer: AbstractBaseUser, query: str) -> list[tuple[AbstractBas
     sent = set(FriendRequest.objects.filter(from_user=viewer).values_list("to_user_id", flat=True))
     received = set(FriendRequest.objects.filter(to_user=viewer).values_list("from_user_id", flat=True))
 
-    def state(user: AbstractBaseUser) -> FriendshipState:
+    def state(user: User) -> FriendshipState:
         if user.pk in friends:
             return "friends"
         if user.pk in sent:
@@ -109,12 +106,12 @@ def search_users(viewer: AbstractBaseUser, query: str) -> list[tuple[AbstractBas
     return [(user, state(user)) for user in matches]
 
 
-def _lock_pair(a: AbstractBaseUser, b: AbstractBaseUser) -> None:
+def _lock_pair(a: User, b: User) -> None:
     """Serialise concurrent operations on one pair (PostgreSQL row locks, taken in a fixed order)."""
     list(User.objects.select_for_update().filter(pk__in=[a.pk, b.pk]).order_by("pk"))
 
 
-def _make_friends(a: AbstractBaseUser, b: AbstractBaseUser) -> None:
+def _make_friends(a: User, b: User) -> None:
     FriendRequest.objects.filter(Q(from_user=a, to_user=b) | Q(from_user=b, to_user=a)).delete()
     low, high = _ordered_pair(a, b)
     Friendship.objects.get_or_create(user_low=low, user_high=high)
@@ -123,7 +120,7 @@ def _make_friends(a: AbstractBaseUser, b: AbstractBaseUser) -> None:
 SendResult = Literal["pending", "accepted", "friends"]
 
 
-def send_request(from_user: AbstractBaseUser, to_username: str) -> tuple[SendResult, bool]:
+def send_request(from_user: User, to_username: str) -> tuple[SendResult, bool]:
     """Ask `to_username` to be friends. Returns (status, created).
 
     If they had already asked us, this accepts their request. Repeating a request, or asking a friend,
@@ -148,7 +145,7 @@ def send_request(from_user: AbstractBaseUser, to_username: str) -> tuple[SendRes
     return "accepted", False
 
 
-def accept_request(user: AbstractBaseUser, from_username: str) -> Literal["accepted"]:
+def accept_request(user: User, from_username: str) -> Literal["accepted"]:
     sender = find_user(from_username)
     with transaction.atomic():
         _lock_pair(user, sender)
@@ -159,7 +156,7 @@ def accept_request(user: AbstractBaseUser, from_username: str) -> Literal["accep
     return "accepted"
 
 
-def reject_request(user: AbstractBaseUser, from_username: str) -> Literal["rejected"]:
+def reject_request(user: User, from_username: str) -> Literal["rejected"]:
     sender = find_user(from_username)
     deleted, _ = FriendRequest.objects.filter(from_user=sender, to_user=user).delete()
     if not deleted:
@@ -167,7 +164,7 @@ def reject_request(user: AbstractBaseUser, from_username: str) -> Literal["rejec
     return "rejected"
 
 
-def cancel_request(user: AbstractBaseUser, to_username: str) -> Literal["cancelled"]:
+def cancel_request(user: User, to_username: str) -> Literal["cancelled"]:
     recipient = find_user(to_username)
     deleted, _ = FriendRequest.objects.filter(from_user=user, to_user=recipient).delete()
     if not deleted:
@@ -175,7 +172,7 @@ def cancel_request(user: AbstractBaseUser, to_username: str) -> Literal["cancell
     return "cancelled"
 
 
-def remove_friend(user: AbstractBaseUser, username: str) -> Literal["removed"]:
+def remove_friend(user: User, username: str) -> Literal["removed"]:
     other = find_user(username)
     if other.pk == user.pk:
         raise NothingToActOn("You are not your own friend in Quietcast's books.")
@@ -187,9 +184,9 @@ def remove_friend(user: AbstractBaseUser, username: str) -> Literal["removed"]:
     return "removed"
 
 
-def received_requests(user: AbstractBaseUser) -> QuerySet:
+def received_requests(user: User) -> QuerySet:
     return FriendRequest.objects.filter(to_user=user).select_related("from_user").order_by("-created_at")
 
 
-def sent_requests(user: AbstractBaseUser) -> QuerySet:
+def sent_requests(user: User) -> QuerySet:
     return FriendRequest.objects.filter(from_user=user).select_related("to_user").order_by("-created_at")

@@ -1,15 +1,22 @@
 """Server-rendered friend pages. Actions are plain form POSTs that call the same services as the API."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.users import signed_in
 from friends import services
 
-FRIEND_ACTIONS = {
+# Each action: the service that does it (it returns its outcome, or (outcome, created)), and what each outcome
+# tells the person.
+FriendAction = Callable[[User, str], str | tuple[str, bool]]
+FRIEND_ACTIONS: dict[str, tuple[FriendAction, dict[str, str]]] = {
     "request": (
         services.send_request,
         {
@@ -29,17 +36,18 @@ FRIEND_ACTIONS = {
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:150]
-    results = services.search_users(request.user, query) if query.strip() else []
+    results = services.search_users(signed_in(request), query) if query.strip() else []
     return render(request, "friends/search.html", {"query": query, "results": results})
 
 
 @login_required
 @require_GET
 def friend_requests(request: HttpRequest) -> HttpResponse:
+    user = signed_in(request)
     return render(
         request,
         "friends/requests.html",
-        {"received": services.received_requests(request.user), "sent": services.sent_requests(request.user)},
+        {"received": services.received_requests(user), "sent": services.sent_requests(user)},
     )
 
 
@@ -55,7 +63,7 @@ def friend_action(request: HttpRequest, action: str) -> HttpResponse:
         return redirect(next_url)
     operation, confirmations = FRIEND_ACTIONS[action]
     try:
-        outcome = operation(request.user, username)
+        outcome = operation(signed_in(request), username)
     except services.FriendshipError as error:
         messages.error(request, str(error))
         return redirect(next_url)

@@ -46,7 +46,11 @@ def json_error_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-def call_translating_errors(statuses: Mapping[type[Exception], int], operation: Callable, *args: Any) -> Any:
+# Which HTTP status each domain error becomes.
+ErrorStatuses = Mapping[type[Exception], int]
+
+
+def call_translating_errors(statuses: ErrorStatuses, operation: Callable[..., Any], *args: Any) -> Any:
     """Run a domain operation; a domain error listed in `statuses` becomes an ApiError with that status code.
 
     Domain errors carry a message written for the person who asked, so it becomes the API's error text as is.
@@ -58,4 +62,4 @@ def call_translating_errors(statuses: Mapping[type[Exception], int], operation: 
         raise ApiError(status_code, str(error)) from error
 
 
-__all__ = ["ApiError", "call_translating_errors", "json_error_handler"]
+__all__ = ["ApiError", "ErrorStatuses", "call_translating_errors", "json_error_handler"]

@@ -3,7 +3,7 @@
 #
 # Installs what is missing (the virtualenv; redis-server, PostgreSQL and Chromium from Debian's packages when
 # running as root), starts a throwaway redis-server and PostgreSQL cluster on free loopback ports, then runs:
-#   1. ruff over the code,
+#   1. ruff and mypy over the code,
 #   2. the full pytest suite (SQLite, in-memory and Redis channel layers, real aiortc peers, real Chromium),
 #   3. the API suite once more against PostgreSQL.
 # Anything it cannot set up is said plainly and fails the run: a skipped integration test proves nothing.
@@ -72,6 +72,9 @@ export QUIETCAST_VAR_DIR="$workdir/var"
 
 say "ruff"
 .venv/bin/ruff check .
+
+say "mypy"
+.venv/bin/python -m mypy
 
 say "pytest: the whole suite (SQLite; in-memory and Redis channel layers; real peers and Chromium)"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -7,8 +7,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.users import signed_in
 from friends import services as friends
-from quietcast.api_errors import ApiError, call_translating_errors
+from quietcast.api_errors import ApiError, ErrorStatuses, call_translating_errors
 from streams import media, services
 from streams.events import ChannelLayerUnavailable, EndReason
 
@@ -41,7 +42,7 @@ class StopSerializer(serializers.Serializer):
     )
 
 
-STATUS_FIELDS = {
+STATUS_FIELDS: dict[str, serializers.Field] = {
     "username": serializers.CharField(),
     "is_streaming": serializers.BooleanField(),
     "session_id": serializers.UUIDField(allow_null=True),
@@ -49,7 +50,7 @@ STATUS_FIELDS = {
     "denoise": serializers.BooleanField(allow_null=True),
     "listeners": serializers.IntegerField(),
 }
-RECORDING_FIELDS = {
+RECORDING_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.IntegerField(),
     "title": serializers.CharField(),
     "description": serializers.CharField(),
@@ -81,7 +82,7 @@ class StartStreamView(APIView):
         body = StartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            stream = services.start_stream(request.user, denoise=body.validated_data["denoise"])
+            stream = services.start_stream(signed_in(request), denoise=body.validated_data["denoise"])
         except services.AlreadyLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
         except services.DenoiseAtCapacity as error:
@@ -97,7 +98,7 @@ class StartStreamView(APIView):
 
 
 class StopStreamView(APIView):
-    """Also takes a form-encoded POST with `csrfmiddlewaretoken`, as `navigator.sendBeacon` sends on page unload."""
+    """Also takes a form-encoded POST with `csrfmiddlewaretoken` (what `navigator.sendBeacon` sends)."""
 
     @extend_schema(
         request=StopSerializer,
@@ -110,7 +111,7 @@ class StopStreamView(APIView):
         body = StopSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            ended = services.stop_stream(request.user, reason=EndReason(body.validated_data["reason"]))
+            ended = services.stop_stream(signed_in(request), reason=EndReason(body.validated_data["reason"]))
         except services.NotLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error)) from error
         except ChannelLayerUnavailable as error:
@@ -121,19 +122,20 @@ class StopStreamView(APIView):
 class StreamStatusView(APIView):
     @extend_schema(responses=inline_serializer("StreamStatus", STATUS_FIELDS))
     def get(self, request: Request, username: str) -> Response:
-        return Response(services.stream_status(owner_visible_to(request.user, username)))
+        return Response(services.stream_status(owner_visible_to(signed_in(request), username)))
 
 
 class MyRecordingsView(APIView):
     @extend_schema(responses=RECORDING_LIST)
     def get(self, request: Request) -> Response:
-        return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(request.user)]})
+        recordings = services.recordings_of(signed_in(request))
+        return Response({"recordings": [services.recording_as_json(r) for r in recordings]})
 
 
 class UserRecordingsView(APIView):
     @extend_schema(responses=RECORDING_LIST)
     def get(self, request: Request, username: str) -> Response:
-        owner = owner_visible_to(request.user, username)
+        owner = owner_visible_to(signed_in(request), username)
         return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(owner)]})
 
 
@@ -162,7 +164,7 @@ def _parse_offer(request: Request) -> str:
     return body.validated_data["sdp"]
 
 
-MEDIA_ERROR_STATUS = {
+MEDIA_ERROR_STATUS: ErrorStatuses = {
     media.PublisherAlreadyConnected: status.HTTP_409_CONFLICT,
     media.SessionEnded: status.HTTP_409_CONFLICT,
     media.OfferRejected: status.HTTP_400_BAD_REQUEST,
@@ -180,7 +182,7 @@ class PublishOfferView(APIView):
         offer_sdp = _parse_offer(request)
         try:
             stream, answer = call_translating_errors(
-                MEDIA_ERROR_STATUS, services.publish_offer, request.user, offer_sdp
+                MEDIA_ERROR_STATUS, services.publish_offer, signed_in(request), offer_sdp
             )
         except services.NotLive as error:
             raise ApiError(
@@ -195,11 +197,11 @@ class ListenerOfferView(APIView):
 
     @extend_schema(request=OfferSerializer, responses=ANSWER)
     def post(self, request: Request, username: str) -> Response:
-        owner = owner_visible_to(request.user, username)
+        owner = owner_visible_to(signed_in(request), username)
         offer_sdp = _parse_offer(request)
         try:
             stream, answer = call_translating_errors(
-                MEDIA_ERROR_STATUS, services.listen_offer, request.user, owner, offer_sdp
+                MEDIA_ERROR_STATUS, services.listen_offer, signed_in(request), owner, offer_sdp
             )
         except services.NotLive as error:
             raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.") from error
@@ -222,7 +224,7 @@ class FriendListView(APIView):
         )
     )
     def get(self, request: Request) -> Response:
-        people = list(friends.friends_of(request.user))
+        people = list(friends.friends_of(signed_in(request)))
         live = services.live_user_ids([friend.pk for friend in people])
         return Response(
             {"friends": [{"username": friend.username, "is_streaming": friend.pk in live} for friend in people]}

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -145,6 +145,8 @@ class TooManyConnections(MediaError):
 # --- this process's engine -------------------------------------------------------------------------------------
 
 _engine: MediaEngine | None = None
+# Names this server process as the holder of the streams it answered offers for.
+_HOST_ID = uuid.uuid4().hex
 _signal_queue: asyncio.Queue[tuple[Signal, dict[str, Any]]] | None = None
 _background_tasks: set[asyncio.Task[None]] = set()
 
@@ -221,6 +223,11 @@ def engine() -> MediaEngine:
     return _engine
 
 
+def host_id() -> str:
+    """This server process's id as a media host (see ActiveStream.media_host)."""
+    return _HOST_ID
+
+
 def check_engine_support() -> None:
     """Fail at start-up (raising audio_engine.EngineUnsupported) if the installed aiortc cannot carry streams."""
     require_receive_hook()
@@ -241,7 +248,10 @@ def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
         await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
         await media_engine.shutdown()
 
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
+    # Twisted types `reactor` as an interface whose methods mypy reads without `self`.
+    cast(Any, reactor).addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop()))
+    )
 
 
 # --- blocking entry points for synchronous code -----------------------------------------------------------------

@@ -25,6 +25,9 @@ class ActiveStream(models.Model):
     publisher_lost_at = models.DateTimeField(null=True, blank=True)
     # When the first audio arrived; a stream still without any after STREAM_NO_AUDIO_SECONDS is ended.
     audio_started_at = models.DateTimeField(null=True, blank=True)
+    # The server process that holds the stream's media (streams.media.host_id(); empty until the first offer is
+    # answered). Only that process ends it by deadline: another one would finalize a recording still written.
+    media_host = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"

@@ -5,6 +5,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from accounts.users import signed_in
 from friends import services as friends
 from streams import services
 
@@ -12,7 +13,7 @@ from streams import services
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    people = list(friends.friends_of(request.user))
+    people = list(friends.friends_of(signed_in(request)))
     live = services.live_user_ids([friend.pk for friend in people])
     return render(request, "friends/home.html", {"friends": people, "live_ids": live})
 
@@ -21,17 +22,18 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def profile(request: HttpRequest, username: str) -> HttpResponse:
     """A person's page. Their stream and recordings are shown only to them and their friends."""
+    viewer = signed_in(request)
     try:
         owner = friends.find_user(username)
     except friends.UserNotFound as error:
         raise Http404(str(error)) from error
-    allowed = friends.can_access(request.user, owner)
+    allowed = friends.can_access(viewer, owner)
     context = {
         "owner": owner,
-        "is_owner": owner.pk == request.user.pk,
-        "friendship": "self" if owner.pk == request.user.pk else friends.friendship_state(request.user, owner),
+        "is_owner": owner.pk == viewer.pk,
+        "friendship": "self" if owner.pk == viewer.pk else friends.friendship_state(viewer, owner),
         "allowed": allowed,
     }
     if allowed:
-        context.update(services.profile_context(request.user, owner))
+        context.update(services.profile_context(viewer, owner))
     return render(request, "friends/profile.html", context)

@@ -7,15 +7,15 @@ owner's alone. Someone who may not even see a recording is told it does not exis
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.utils.text import slugify
 
 from friends.services import can_access
 from streams import media
 from streams.models import StreamRecording
 
-TITLE_MAX_LENGTH = StreamRecording._meta.get_field("title").max_length
-DESCRIPTION_MAX_LENGTH = StreamRecording._meta.get_field("description").max_length
+TITLE_MAX_LENGTH: int = StreamRecording._meta.get_field("title").max_length or 0
+DESCRIPTION_MAX_LENGTH: int = StreamRecording._meta.get_field("description").max_length or 0
 
 
 class RecordingError(Exception):
@@ -43,7 +43,7 @@ class RecordingAudio:
     download_name: str
 
 
-def visible_recording(viewer: AbstractBaseUser | AnonymousUser, recording_id: int) -> StreamRecording:
+def visible_recording(viewer: User | AnonymousUser, recording_id: int) -> StreamRecording:
     """The recording if `viewer` may see it; otherwise RecordingNotFound, whether it exists or not."""
     recording = StreamRecording.objects.select_related("owner").filter(pk=recording_id).first()
     if recording is None or not can_access(viewer, recording.owner):
@@ -51,7 +51,7 @@ def visible_recording(viewer: AbstractBaseUser | AnonymousUser, recording_id: in
     return recording
 
 
-def _owned_recording(user: AbstractBaseUser, recording_id: int) -> StreamRecording:
+def _owned_recording(user: User, recording_id: int) -> StreamRecording:
     recording = visible_recording(user, recording_id)
     if recording.owner_id != user.pk:
         raise NotRecordingOwner("Only the person who made a recording can change or delete it.")
@@ -73,7 +73,7 @@ def download_name(recording: StreamRecording) -> str:
     return f"{stem[:120] or 'recording'}{Path(recording.audio_path).suffix or '.wav'}"
 
 
-def open_recording_for(viewer: AbstractBaseUser | AnonymousUser, recording_id: int) -> RecordingAudio:
+def open_recording_for(viewer: User | AnonymousUser, recording_id: int) -> RecordingAudio:
     """The audio file of a recording `viewer` may play (the owner or a friend of theirs)."""
     recording = visible_recording(viewer, recording_id)
     path = audio_file_path(recording)
@@ -83,7 +83,7 @@ def open_recording_for(viewer: AbstractBaseUser | AnonymousUser, recording_id: i
 
 
 def rename_recording(
-    user: AbstractBaseUser, recording_id: int, title: str | None = None, description: str | None = None
+    user: User, recording_id: int, title: str | None = None, description: str | None = None
 ) -> StreamRecording:
     """Change the title and/or description of the owner's recording; None keeps what is there."""
     recording = _owned_recording(user, recording_id)
@@ -103,7 +103,7 @@ def rename_recording(
     return recording
 
 
-def delete_recording(user: AbstractBaseUser, recording_id: int) -> None:
+def delete_recording(user: User, recording_id: int) -> None:
     """Delete the owner's recording and its audio file."""
     recording = _owned_recording(user, recording_id)
     path = audio_file_path(recording)

@@ -5,13 +5,14 @@ access rule as everything else.
 """
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -20,7 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from quietcast.api_errors import call_translating_errors
+from accounts.users import signed_in
+from quietcast.api_errors import ErrorStatuses, call_translating_errors
 from streams import recordings
 from streams.api import RECORDING_FIELDS
 from streams.services import recording_as_json
@@ -57,7 +59,7 @@ def requested_byte_range(range_header: str, size: int) -> tuple[int, int] | None
     return first_byte, last_byte
 
 
-def _file_chunks(path: Path, first_byte: int, length: int) -> Iterator[bytes]:
+def _file_chunks(path: Path, first_byte: int, length: int) -> Generator[bytes]:
     with path.open("rb") as audio:
         audio.seek(first_byte)
         while length > 0:
@@ -68,11 +70,15 @@ def _file_chunks(path: Path, first_byte: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
-async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+def _next_chunk(chunks: Generator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+async def _read_in_thread(chunks: Generator[bytes]) -> AsyncIterator[bytes]:
     """Under ASGI, a synchronous iterator would be read whole into memory first; hours of audio must stream."""
-    read_next = sync_to_async(next, thread_sensitive=False)
+    read_next = sync_to_async(_next_chunk, thread_sensitive=False)
     try:
-        while (chunk := await read_next(chunks, None)) is not None:
+        while (chunk := await read_next(chunks)) is not None:
             yield chunk
     finally:
         chunks.close()
@@ -80,19 +86,19 @@ async def _read_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 @login_required
 @require_GET
-def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponse:
+def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
     """The recording's audio for its owner and their friends; `?download=1` saves it as a file."""
     try:
-        audio = recordings.open_recording_for(request.user, recording_id)
+        audio = recordings.open_recording_for(signed_in(request), recording_id)
     except recordings.RecordingNotFound as error:
         raise Http404(str(error)) from error
     try:
         byte_range = requested_byte_range(request.headers.get("Range", ""), audio.size)
     except UnsatisfiableRange:
-        response = HttpResponse(status=416, content_type="text/plain")
-        response["Content-Range"] = f"bytes */{audio.size}"
-        response["Accept-Ranges"] = "bytes"
-        return response
+        refusal = HttpResponse(status=416, content_type="text/plain")
+        refusal["Content-Range"] = f"bytes */{audio.size}"
+        refusal["Accept-Ranges"] = "bytes"
+        return refusal
 
     first_byte, last_byte = byte_range or (0, audio.size - 1)
     length = last_byte - first_byte + 1 if audio.size else 0
@@ -106,8 +112,9 @@ def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponse:
         response["Content-Range"] = f"bytes {first_byte}-{last_byte}/{audio.size}"
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=request.GET.get("download") == "1", filename=audio.download_name
+    response["Content-Disposition"] = (
+        content_disposition_header(as_attachment=request.GET.get("download") == "1", filename=audio.download_name)
+        or "inline"
     )
     # Friends-only content: browsers may cache it for seeking, shared caches must not.
     response["Cache-Control"] = "private, max-age=3600"
@@ -123,7 +130,7 @@ class RecordingDetailsSerializer(serializers.Serializer):
 RECORDING_RESPONSE = inline_serializer("RecordingSummary", RECORDING_FIELDS)
 
 
-RECORDING_ERROR_STATUS = {
+RECORDING_ERROR_STATUS: ErrorStatuses = {
     recordings.RecordingNotFound: status.HTTP_404_NOT_FOUND,
     recordings.NotRecordingOwner: status.HTTP_403_FORBIDDEN,
     recordings.InvalidRecordingDetails: status.HTTP_400_BAD_REQUEST,
@@ -143,7 +150,7 @@ class RecordingDetailView(APIView):
         details.is_valid(raise_exception=True)
         recording = _call(
             recordings.rename_recording,
-            request.user,
+            signed_in(request),
             recording_id,
             details.validated_data.get("title"),
             details.validated_data.get("description"),
@@ -152,5 +159,5 @@ class RecordingDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, recording_id: int) -> Response:
-        _call(recordings.delete_recording, request.user, recording_id)
+        _call(recordings.delete_recording, signed_in(request), recording_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -19,8 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -32,7 +31,6 @@ from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
 logger = logging.getLogger(__name__)
-User = get_user_model()
 
 
 class StreamError(Exception):
@@ -69,15 +67,15 @@ def live_user_ids(user_ids: Iterable[int]) -> set[int]:
     return set(ActiveStream.objects.filter(owner_id__in=list(user_ids)).values_list("owner_id", flat=True))
 
 
-def live_friend_usernames(user: AbstractBaseUser) -> list[str]:
+def live_friend_usernames(user: User) -> list[str]:
     return sorted(ActiveStream.objects.filter(owner_id__in=friend_ids(user)).values_list("owner__username", flat=True))
 
 
-def active_stream_of(user: AbstractBaseUser) -> ActiveStream | None:
+def active_stream_of(user: User) -> ActiveStream | None:
     return ActiveStream.objects.filter(owner=user).first()
 
 
-def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
+def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
     Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
@@ -108,7 +106,7 @@ def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
     return stream
 
 
-def stop_stream(user: AbstractBaseUser, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
+def stop_stream(user: User, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
     """The broadcaster ends their stream (Stop, or leaving My page). Refused with
     ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
     events.require_reachable()
@@ -119,7 +117,7 @@ def stop_stream(user: AbstractBaseUser, *, reason: EndReason = EndReason.STOPPED
 
 
 def end_stream(
-    user: AbstractBaseUser,
+    user: User,
     *,
     reason: EndReason,
     session_id: uuid.UUID | str | None = None,
@@ -170,7 +168,7 @@ def end_stream_session(
 
 
 def _register_recording(
-    user: AbstractBaseUser,
+    user: User,
     session_id: uuid.UUID,
     finished: "media.FinishedRecording",
     denoise: bool,
@@ -204,17 +202,17 @@ def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
     }
 
 
-def recordings_of(owner: AbstractBaseUser) -> list[StreamRecording]:
+def recordings_of(owner: User) -> list[StreamRecording]:
     return list(StreamRecording.objects.filter(owner=owner))
 
 
-def on_logged_out(user: AbstractBaseUser | None, **_: Any) -> None:
+def on_logged_out(user: User | None, **_: Any) -> None:
     """Logging out while live ends the stream at once: the page's own beacon would arrive unauthenticated."""
     if user is not None and user.is_authenticated:
         end_stream(user, reason=EndReason.LOGGED_OUT)
 
 
-def stream_status(owner: AbstractBaseUser) -> dict[str, Any]:
+def stream_status(owner: User) -> dict[str, Any]:
     stream = active_stream_of(owner)
     return {
         "username": owner.username,
@@ -238,7 +236,7 @@ def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
         events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
 
 
-def publish_offer(user: AbstractBaseUser, offer_sdp: str) -> tuple[ActiveStream, str]:
+def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
     """Connect the broadcaster's microphone to their live stream; returns it and the answer SDP.
 
     Raises NotLive, or media.MediaError. When the first connection of a denoised stream fails because noise
@@ -253,10 +251,11 @@ def publish_offer(user: AbstractBaseUser, offer_sdp: str) -> tuple[ActiveStream,
         if stream.audio_started_at is None:
             end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
         raise
+    ActiveStream.objects.filter(pk=stream.pk).update(media_host=media.host_id())
     return stream, answer
 
 
-def listen_offer(viewer: AbstractBaseUser, owner: AbstractBaseUser, offer_sdp: str) -> tuple[ActiveStream, str]:
+def listen_offer(viewer: User, owner: User, offer_sdp: str) -> tuple[ActiveStream, str]:
     """Connect a listener (already allowed by `can_access`) to `owner`'s stream; returns it and the answer SDP.
     Access is checked again when the connection attaches, so an unfriending meanwhile never gets audio."""
     stream = active_stream_of(owner)
@@ -293,7 +292,7 @@ def on_media_stopping(session_ids: list[str], **_: Any) -> None:
         end_stream_session(session_id, reason=EndReason.SERVER_RESTART)
 
 
-def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, are_friends: bool, **_) -> None:
+def on_friendship_changed(user_a: User, user_b: User, are_friends: bool, **_: Any) -> None:
     """A new friend sees a live stream at once; an unfriended person stops seeing, watching and hearing it."""
     for owner, viewer in ((user_a, user_b), (user_b, user_a)):
         stream = active_stream_of(owner)
@@ -310,14 +309,14 @@ def on_friendship_changed(user_a: AbstractBaseUser, user_b: AbstractBaseUser, ar
 # --- presence sockets and the deadlines ------------------------------------------------------------------------
 
 
-def presence_connected(user: AbstractBaseUser, channel_name: str) -> None:
+def presence_connected(user: User, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
     ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(
         presence_lost_at=None, presence_left_page=False
     )
 
 
-def presence_disconnected(user: AbstractBaseUser, channel_name: str, *, page_left: bool = False) -> None:
+def presence_disconnected(user: User, channel_name: str, *, page_left: bool = False) -> None:
     """Forget one presence socket. A live user with none left is away from now on (see end_overdue_streams);
     `page_left` when the socket's page went away itself (closed or reloaded) rather than losing its network."""
     PresenceConnection.objects.filter(channel_name=channel_name).delete()
@@ -341,10 +340,12 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
 def end_overdue_streams() -> list[EndedStream]:
     """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
     sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
-    broadcaster who comes back meanwhile keeps their stream."""
+    broadcaster who comes back meanwhile keeps their stream. Streams whose media another server process holds
+    are left to that process."""
     ended = []
+    ours = ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
     for reason, condition in _overdue(clock.now()).items():
-        for session_id in ActiveStream.objects.filter(condition).values_list("session_id", flat=True):
+        for session_id in ours.filter(condition).values_list("session_id", flat=True):
             stream = end_stream_session(session_id, reason=reason, only_if=condition)
             if stream is not None:
                 ended.append(stream)
@@ -356,8 +357,11 @@ def recover_after_restart() -> list[EndedStream]:
     recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
     PresenceConnection.objects.all().delete()
     left_live = ActiveStream.objects.values_list("session_id", flat=True)
-    ended = [end_stream_session(session_id, reason=EndReason.SERVER_RESTART) for session_id in left_live]
-    ended = [stream for stream in ended if stream is not None]
+    ended = [
+        stream
+        for session_id in left_live
+        if (stream := end_stream_session(session_id, reason=EndReason.SERVER_RESTART)) is not None
+    ]
     for orphan in media.orphaned_recordings():
         owner = User.objects.filter(pk=orphan.owner_id).first()
         if owner is None or StreamRecording.objects.filter(session_id=orphan.session_id).exists():
@@ -368,6 +372,6 @@ def recover_after_restart() -> list[EndedStream]:
     return ended
 
 
-def profile_context(viewer: AbstractBaseUser, owner: AbstractBaseUser) -> dict[str, Any]:
+def profile_context(viewer: User, owner: User) -> dict[str, Any]:
     """What a person's page shows to someone allowed to see it (see friends.services.can_access)."""
     return {"active_stream": active_stream_of(owner), "recordings": recordings_of(owner)}

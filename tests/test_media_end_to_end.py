@@ -133,3 +133,31 @@ async def test_an_unfriended_listener_is_cut_off_at_once(server):
         await live.close()
         await bob._call("POST", "/api/friends/request/", {"username": "alice"})  # as the other tests expect
         await alice._call("POST", "/api/friends/accept/", {"username": "bob"})
+
+
+async def test_an_unfriending_while_the_listener_offer_is_in_flight_never_lets_audio_through(server):
+    async with aiohttp.ClientSession() as http:
+        alice, bob = [await logged_in(http, server, name) for name in ("alice", "bob")]
+        await alice.start_stream(False)
+        heard: list[np.ndarray] = []
+        # bob's offer arrives before alice's microphone: the server holds it until her audio is there.
+        listening_to_alice = asyncio.ensure_future(
+            connect_listener(
+                lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
+            )
+        )
+        await asyncio.sleep(0.5)  # bob's offer has passed the access check and waits inside the server
+        await alice._call("POST", "/api/friends/remove/", {"username": "bob"})
+        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
+        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+        listener, listening = await listening_to_alice
+        await asyncio.wait_for(listening, 10)  # bob's connection is closed when it attaches
+        while track.seconds_sent < 1.0:
+            await asyncio.sleep(0.05)
+        assert heard == []
+        assert (await alice._call("GET", "/api/stream/status/alice/"))["listeners"] == 0
+        await alice.stop_stream()
+        await publisher.close()
+        await listener.close()
+        await bob._call("POST", "/api/friends/request/", {"username": "alice"})  # as the other tests expect
+        await alice._call("POST", "/api/friends/accept/", {"username": "bob"})

@@ -272,3 +272,25 @@ def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
     ended = services.end_stream(alice, reason=EndReason.STOPPED)
     assert ended.recording.title == "Live on 2026-03-01 20:15"
+
+
+def test_a_listener_beyond_the_per_person_connection_limit_gets_a_429(api_client, cast, monkeypatch):
+    from streams import media
+
+    def third_connection(*args, **kwargs):
+        raise media.TooManyConnections(2)
+
+    monkeypatch.setattr(media, "listen", third_connection)
+    services.start_stream(cast["owner"])
+    response = api_client(cast["friend"]).post("/api/stream/listener/alice/offer/", OFFER, format="json")
+    assert response.status_code == 429
+    assert "2 connection(s)" in response.json()["error"]
+
+
+def test_the_unload_beacon_names_its_reason_and_other_reasons_are_refused(api_client, alice):
+    client = api_client(alice)
+    services.start_stream(alice)
+    assert client.post("/api/stream/stop/", {"reason": "logged_out"}, format="json").status_code == 400
+    assert ActiveStream.objects.filter(owner=alice).exists()
+    assert client.post("/api/stream/stop/", {"reason": "tab_closed"}, format="json").status_code == 200
+    assert not ActiveStream.objects.exists()

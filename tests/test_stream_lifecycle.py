@@ -44,10 +44,14 @@ def report(signal, stream: ActiveStream) -> None:
     signal.send(sender=signals.MEDIA, session_id=str(stream.session_id))
 
 
+def live_with_a_page_that_closes(user) -> None:
+    with_audio(user)
+    services.presence_connected(user, "tab-1")
+    services.presence_disconnected(user, "tab-1")
+
+
 def test_a_closed_page_ends_the_stream_when_the_grace_period_is_over(alice, lifecycle_clock, ended_reasons):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE - 0.1)
     assert services.end_overdue_streams() == [] and live(alice)
     lifecycle_clock.advance(0.2)
@@ -56,9 +60,7 @@ def test_a_closed_page_ends_the_stream_when_the_grace_period_is_over(alice, life
 
 
 def test_a_reload_within_the_grace_period_keeps_the_stream(alice, lifecycle_clock):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE - 1)
     services.presence_connected(alice, "tab-1-reloaded")
     lifecycle_clock.advance(GRACE * 10)
@@ -75,9 +77,7 @@ def test_one_of_two_tabs_closing_is_not_leaving(alice, lifecycle_clock):
 
 
 def test_leaving_again_after_a_reconnect_gets_a_full_grace_period(alice, lifecycle_clock):
-    with_audio(alice)
-    services.presence_connected(alice, "tab-1")
-    services.presence_disconnected(alice, "tab-1")
+    live_with_a_page_that_closes(alice)
     lifecycle_clock.advance(GRACE / 2)
     services.presence_connected(alice, "tab-1-reloaded")
     services.presence_disconnected(alice, "tab-1-reloaded")
@@ -195,3 +195,28 @@ def test_listener_counts_come_from_the_media_adapter(alice):
     stream = with_audio(alice)
     signals.listener_count_changed.send(sender=signals.MEDIA, session_id=str(stream.session_id), count=2)
     assert services.stream_status(alice)["listeners"] == 2
+
+
+def test_a_stream_whose_media_another_server_process_holds_is_left_to_that_process(alice, bob, lifecycle_clock):
+    elsewhere = with_audio(alice)
+    ActiveStream.objects.filter(pk=elsewhere.pk).update(media_host="another-process")
+    here = with_audio(bob)
+    ActiveStream.objects.filter(pk=here.pk).update(media_host=media.host_id())
+    for stream in (elsewhere, here):
+        report(signals.publisher_gone, stream)
+    lifecycle_clock.advance(GRACE + 1)
+    assert [stream.owner_id for stream in services.end_overdue_streams()] == [bob.pk]
+    assert live(alice)
+
+
+def test_an_answered_offer_marks_this_process_as_the_streams_media_host(alice, monkeypatch):
+    monkeypatch.setattr(media, "publish", lambda *args, **kwargs: "v=0 answer")
+    stream = services.start_stream(alice)
+    assert services.publish_offer(alice, "v=0 offer")[1] == "v=0 answer"
+    assert ActiveStream.objects.get(pk=stream.pk).media_host == media.host_id()
+
+
+def test_streams_left_live_by_the_last_run_end_as_a_server_restart(alice, ended_reasons):
+    with_audio(alice)
+    assert len(services.recover_after_restart()) == 1
+    assert not live(alice) and ended_reasons == [EndReason.SERVER_RESTART]

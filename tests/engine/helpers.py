@@ -29,8 +29,12 @@ def wav_duration(path: Path) -> float:
 class RecordedEvents:
     """An EngineEvents that remembers what the engine reported."""
 
+    connected: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     listener_counts: list[tuple[str, int]] = field(default_factory=list)
+
+    def publisher_connected(self, session_id: str) -> None:
+        self.connected.append(session_id)
 
     def publisher_gone(self, session_id: str) -> None:
         self.gone.append(session_id)
@@ -70,11 +74,13 @@ async def start_publisher(
     return pc, track
 
 
-async def start_listener(engine: MediaEngine, session_id: str, listener_key: str | None = None) -> ListeningPeer:
+async def start_listener(
+    engine: MediaEngine, session_id: str, listener_key: str | None = None, admit=None
+) -> ListeningPeer:
     chunks: list[np.ndarray] = []
 
     async def signal(offer: str) -> str:
-        return await engine.listen(session_id, offer, listener_key=listener_key)
+        return await engine.listen(session_id, offer, listener_key=listener_key, admit=admit)
 
     pc, task = await connect_listener(signal, lambda samples, _at: chunks.append(samples))
     return ListeningPeer(pc, task, chunks)
@@ -86,3 +92,8 @@ async def wait_until(condition, timeout_s: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def tone_of(frequency_hz: float, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * 48_000)) / 48_000
+    return (0.3 * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)

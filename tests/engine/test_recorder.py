@@ -91,3 +91,10 @@ def test_repair_handles_a_file_cut_inside_a_sample(tmp_path):
     assert repair_partial_wav(partial) == 0.1
     with wave.open(str(partial)) as wav:
         assert wav.getnframes() == 4800
+
+
+def test_finalizing_twice_returns_the_same_recording(tmp_path):
+    recorder = WavRecorder(tmp_path / "talk.wav")
+    recorder.write(np.zeros(4800, dtype=np.float32))
+    first = recorder.finalize()
+    assert recorder.finalize() == first and first.duration_s == 0.1
