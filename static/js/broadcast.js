@@ -116,7 +116,9 @@ export class Broadcaster {
       onStatus: (status, { afterOutage }) => this.showStatus(status, afterOutage),
       onStarted: (message) => this.startedSomewhere(message),
       onEnded: (reason) => this.endedOnServer(reason),
-      onDown: () => { if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now."); },
+      onDown: () => {
+        if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now.");
+      },
     });
     this.button.addEventListener("click", () => (this.panel.isLive ? this.stop() : this.start()));
     this.askBeforeLeaving();
@@ -175,7 +177,9 @@ export class Broadcaster {
       this.panel.say("You are not live.");
       this.panel.showError(error.plainWords ?? error.message);
       // Another tab went live at the same moment: show its stream.
-      if (this.startedMeanwhile) this.startedSomewhere(this.startedMeanwhile);
+      const startedMeanwhile = this.startedMeanwhile;
+      this.startedMeanwhile = null;
+      if (startedMeanwhile) this.startedSomewhere(startedMeanwhile);
       return;
     }
     this.sessionId = started.session_id;
@@ -209,7 +213,10 @@ export class Broadcaster {
         this.panel.say("You are live. Your microphone is connected again.", { loud: true });
       }
     } catch (error) {
-      if (!this.sendsAudio) return; // the stream ended meanwhile; the page already says so
+      if (!this.sendsAudio) { // the stream ended meanwhile; the page already says so
+        this.releaseMicrophone();
+        return;
+      }
       // The server may not yet have let go of this tab's previous connection (409), or may be restarting (0, 5xx):
       // keep offering for a while.
       const passing = error.status === 409 || error.status === 0 || error.status >= 500;
@@ -224,7 +231,8 @@ export class Broadcaster {
     } finally {
       this.connecting = false;
     }
-    if (retry) setTimeout(() => { if (this.sendsAudio) this.connectAudio({ reconnecting, retryUntil }); }, RECONNECT_RETRY_MS);
+    if (!retry) return;
+    setTimeout(() => { if (this.sendsAudio) this.connectAudio({ reconnecting, retryUntil }); }, RECONNECT_RETRY_MS);
   }
 
   // A fresh offer for the same stream, e.g. after the server restarted while the stream stayed live.

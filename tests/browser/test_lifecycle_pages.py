@@ -18,6 +18,7 @@ pytestmark = pytest.mark.browser
 CAST = seed_code(("alice", "bob", "erin"), friends=(("alice", "bob"), ("alice", "erin")))
 LEAVE_GRACE_S = 3.0  # the server's STREAM_LEAVE_GRACE_SECONDS default
 RECONNECTING = re.compile("Reconnecting…")
+STOP_LIMIT_S = 60  # a SIGTERM'd server ends its streams and saves their recordings first
 
 
 @dataclass
@@ -34,7 +35,7 @@ class RestartableServer:
     def stop(self, how: signal.Signals) -> None:
         process = self.running.process
         process.send_signal(how)
-        process.wait(timeout=20)
+        process.wait(timeout=STOP_LIMIT_S)
 
     def start(self) -> None:
         self._context = running_daphne(self.env, self.log, port=self.port)
