@@ -256,6 +256,9 @@ TURN_CREDENTIAL_TTL_SECONDS = env.int("TURN_CREDENTIAL_TTL_SECONDS", default=12 
 # How long a live broadcaster may be without any open presence socket or media connection (a page reload, a
 # network blip) before their stream is ended for them.
 STREAM_RECONNECT_GRACE_SECONDS = env.float("STREAM_RECONNECT_GRACE_SECONDS", default=8.0)
+# The same, when the broadcaster's last page said it was going away (closed, reloaded or left): a reload is back
+# within a second, a closed tab never is, so its stream ends this soon.
+STREAM_LEAVE_GRACE_SECONDS = env.float("STREAM_LEAVE_GRACE_SECONDS", default=3.0)
 # A stream that has received no audio this long after it started is ended (it would hold a denoise slot).
 STREAM_NO_AUDIO_SECONDS = env.float("STREAM_NO_AUDIO_SECONDS", default=20.0)
 # A stream ends by itself after this long. A recording must stay under the WAV format's 4 GiB (~12 h of audio).

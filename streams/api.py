@@ -35,7 +35,8 @@ class StartSerializer(serializers.Serializer):
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
-    # "tab_closed" from the page's unload beacon; the Stop button and API clients leave the default.
+    # "tab_closed" from My page when its person leaves it for another page; the Stop button and API clients leave
+    # the default.
     reason = serializers.ChoiceField(
         choices=[EndReason.STOPPED.value, EndReason.TAB_CLOSED.value], default=EndReason.STOPPED.value
     )
@@ -99,7 +100,7 @@ class StartStreamView(APIView):
 
 
 class StopStreamView(APIView):
-    """Also takes a form-encoded POST with `csrfmiddlewaretoken`, as `navigator.sendBeacon` sends on page unload."""
+    """Also takes a form-encoded POST with `csrfmiddlewaretoken` (what `navigator.sendBeacon` sends)."""
 
     @extend_schema(
         request=StopSerializer,

@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_MANY = 4429
+# What a browser sends when its page goes away: closed, reloaded or navigated elsewhere (not a dropped network).
+CLOSE_GOING_AWAY = 1001
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):
@@ -63,7 +65,9 @@ class PresenceConsumer(JsonConsumer):
         if not user.is_authenticated or not hasattr(self, "group"):  # refused at connect
             return
         await self.channel_layer.group_discard(self.group, self.channel_name)
-        await database_sync_to_async(services.presence_disconnected)(user, self.channel_name)
+        await database_sync_to_async(services.presence_disconnected)(
+            user, self.channel_name, page_left=code == CLOSE_GOING_AWAY
+        )
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         self.log_received(content)

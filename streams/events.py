@@ -39,7 +39,7 @@ class EndReason(StrEnum):
     """Why a stream ended, as pages receive it in `{"type": "stream_ended", "reason": ...}`."""
 
     STOPPED = "stopped"  # the Stop button or the API
-    TAB_CLOSED = "tab_closed"  # the broadcaster's page sent its unload beacon
+    TAB_CLOSED = "tab_closed"  # the broadcaster's page was closed, or left for another page after a prompt
     LOGGED_OUT = "logged_out"  # the broadcaster logged out
     CONNECTION_LOST = "connection_lost"  # the broadcaster's page or media stayed away past the grace period
     NO_AUDIO = "no_audio"  # no audio arrived within the set time of starting

@@ -18,6 +18,9 @@ class ActiveStream(models.Model):
     # grace period is ended. When the broadcaster's last presence socket closed (None while one is open; a
     # reconnect clears it) ...
     presence_lost_at = models.DateTimeField(null=True, blank=True)
+    # Whether that last socket closed because its page went away (closed, reloaded, left), not a dropped network:
+    # a reload is back within a second, so such a stream gets only the short leave grace.
+    presence_left_page = models.BooleanField(default=False)
     # ... and when their media connection was reported gone (None while one sends; a new one's audio clears it).
     publisher_lost_at = models.DateTimeField(null=True, blank=True)
     # When the first audio arrived; a stream still without any after STREAM_NO_AUDIO_SECONDS is ended.

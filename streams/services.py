@@ -1,8 +1,9 @@
 """The stream lifecycle and recordings: the only code that starts or ends a stream.
 
-Every way a stream can end (the Stop button, `sendBeacon` on page unload, logging out, the broadcaster's page
-or media staying away past the grace period, no audio in time, server start after a crash or shutdown) calls
-`end_stream`, which removes the ActiveStream, finalizes the recording and tells friends and the owner's pages.
+Every way a stream can end (the Stop button, leaving My page for another page, logging out, the broadcaster's
+page or media staying away past the grace period (a short one when the page closed itself), no audio in time,
+server start after a crash or shutdown) calls `end_stream`, which removes the ActiveStream, finalizes the
+recording and tells friends and the owner's pages.
 
 Grace: one mechanism. Database markers on the live row say since when the broadcaster's presence or media is
 missing (`presence_lost_at`, `publisher_lost_at`) and whether audio ever arrived (`audio_started_at`);
@@ -128,7 +129,7 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
 
 
 def stop_stream(user: User, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
-    """The broadcaster ends their stream (Stop, or the page's unload beacon). Refused with
+    """The broadcaster ends their stream (Stop, or leaving My page). Refused with
     ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
     events.require_reachable()
     ended = end_stream(user, reason=reason)
@@ -354,21 +355,27 @@ def may_open_presence_socket(user: User) -> bool:
 
 def presence_connected(user: User, channel_name: str) -> None:
     PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
-    ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(presence_lost_at=None)
+    ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(
+        presence_lost_at=None, presence_left_page=False
+    )
 
 
-def presence_disconnected(user: User, channel_name: str) -> None:
-    """Forget one presence socket. A live user with none left is away from now on (see end_overdue_streams)."""
+def presence_disconnected(user: User, channel_name: str, *, page_left: bool = False) -> None:
+    """Forget one presence socket. A live user with none left is away from now on (see end_overdue_streams);
+    `page_left` when the socket's page went away itself (closed or reloaded) rather than losing its network."""
     PresenceConnection.objects.filter(channel_name=channel_name).delete()
     if not PresenceConnection.objects.filter(user=user).exists():
-        ActiveStream.objects.filter(owner=user).update(presence_lost_at=clock.now())
+        ActiveStream.objects.filter(owner=user).update(presence_lost_at=clock.now(), presence_left_page=page_left)
 
 
 def _overdue(now: datetime) -> dict[EndReason, Q]:
     """Which live rows are overdue at `now`, by the reason they end with."""
     away_since = now - timedelta(seconds=settings.STREAM_RECONNECT_GRACE_SECONDS)
+    left_since = now - timedelta(seconds=settings.STREAM_LEAVE_GRACE_SECONDS)
     silent_since = now - timedelta(seconds=settings.STREAM_NO_AUDIO_SECONDS)
     return {
+        # A page that went away itself and did not come back (a reload is back within a second) was closed.
+        EndReason.TAB_CLOSED: Q(presence_left_page=True, presence_lost_at__lte=left_since),
         EndReason.CONNECTION_LOST: Q(presence_lost_at__lte=away_since) | Q(publisher_lost_at__lte=away_since),
         EndReason.NO_AUDIO: Q(audio_started_at__isnull=True, started_at__lte=silent_since),
         EndReason.MAX_LENGTH: Q(started_at__lte=now - timedelta(seconds=settings.MAX_STREAM_SECONDS)),

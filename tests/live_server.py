@@ -93,10 +93,11 @@ class DaphneServer:
 
 
 @contextmanager
-def running_daphne(env: dict[str, str], log: Path) -> Iterator[DaphneServer]:
-    """Serve quietcast.asgi on a free port; stops the server afterwards (if a test has not killed it)."""
-    port = free_port()
-    with log.open("w") as log_file:
+def running_daphne(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[DaphneServer]:
+    """Serve quietcast.asgi on `port` (default: a free one); stops the server afterwards (if a test has not killed
+    it). A given port lets a test restart the server where its pages expect it."""
+    port = port or free_port()
+    with log.open("a") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quietcast.asgi:application"],
             cwd=REPO,

@@ -217,6 +217,20 @@ async def test_reconnecting_never_starts_a_stream(channel_layer, cast):
     assert not await database_sync_to_async(PresenceConnection.objects.exists)()
 
 
+@pytest.mark.parametrize(("close_code", "page_left"), [(1001, True), (1006, False), (1000, False)])
+async def test_the_presence_socket_tells_a_page_going_away_from_a_dropped_connection(
+    channel_layer, cast, close_code, page_left
+):
+    # Browsers close a page's sockets with 1001 when it is closed, reloaded or left: that page gets the short
+    # leave grace (see test_stream_lifecycle), any other loss the full one.
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    broadcaster, _, _ = await connect("/ws/presence/", cast["owner"])
+    await broadcaster.receive_json_from()
+    await broadcaster.disconnect(code=close_code)
+    stream = await database_sync_to_async(ActiveStream.objects.get)(owner=cast["owner"])
+    assert stream.presence_lost_at is not None and stream.presence_left_page is page_left
+
+
 # --- /ws/stream/<username>/ -----------------------------------------------------------------------------------
 
 

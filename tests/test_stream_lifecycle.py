@@ -11,12 +11,14 @@ from streams.models import ActiveStream
 pytestmark = pytest.mark.django_db
 
 GRACE = 8
+LEAVE_GRACE = 3
 NO_AUDIO = 20
 
 
 @pytest.fixture(autouse=True)
 def deadlines(settings):
     settings.STREAM_RECONNECT_GRACE_SECONDS = GRACE
+    settings.STREAM_LEAVE_GRACE_SECONDS = LEAVE_GRACE
     settings.STREAM_NO_AUDIO_SECONDS = NO_AUDIO
 
 
@@ -83,6 +85,39 @@ def test_leaving_again_after_a_reconnect_gets_a_full_grace_period(alice, lifecyc
     assert services.end_overdue_streams() == [] and live(alice)
     lifecycle_clock.advance(1.1)
     assert len(services.end_overdue_streams()) == 1 and not live(alice)
+
+
+def test_a_page_that_closed_itself_ends_the_stream_after_the_short_leave_grace(alice, lifecycle_clock, ended_reasons):
+    with_audio(alice)
+    services.presence_connected(alice, "tab-1")
+    services.presence_disconnected(alice, "tab-1", page_left=True)
+    lifecycle_clock.advance(LEAVE_GRACE - 0.1)
+    assert services.end_overdue_streams() == [] and live(alice)
+    lifecycle_clock.advance(0.2)
+    assert len(services.end_overdue_streams()) == 1
+    assert not live(alice) and ended_reasons == [EndReason.TAB_CLOSED]
+
+
+def test_a_page_reloaded_within_the_leave_grace_keeps_the_stream(alice, lifecycle_clock):
+    with_audio(alice)
+    services.presence_connected(alice, "tab-1")
+    services.presence_disconnected(alice, "tab-1", page_left=True)
+    lifecycle_clock.advance(0.5)
+    services.presence_connected(alice, "tab-1-reloaded")
+    lifecycle_clock.advance(GRACE * 2)
+    assert services.end_overdue_streams() == [] and live(alice)
+
+
+def test_a_dropped_network_after_a_reload_gets_the_full_grace(alice, lifecycle_clock, ended_reasons):
+    with_audio(alice)
+    services.presence_connected(alice, "tab-1")
+    services.presence_disconnected(alice, "tab-1", page_left=True)
+    services.presence_connected(alice, "tab-1-reloaded")
+    services.presence_disconnected(alice, "tab-1-reloaded")
+    lifecycle_clock.advance(LEAVE_GRACE + 1)
+    assert services.end_overdue_streams() == [] and live(alice)
+    lifecycle_clock.advance(GRACE)
+    assert len(services.end_overdue_streams()) == 1 and ended_reasons == [EndReason.CONNECTION_LOST]
 
 
 def test_a_lost_media_connection_ends_the_stream_unless_a_new_one_brings_audio_in_time(

@@ -1,13 +1,13 @@
 // The broadcaster's own page: Start/Stop Streaming, the denoise choice, microphone level and errors.
 
-import { api, beaconForm } from "./api.js";
+import { api } from "./api.js";
 import { LevelMeter } from "./level-meter.js";
-import { StreamPanel } from "./stream-panel.js";
+import { secondsSince, StreamPanel } from "./stream-panel.js";
 import { negotiate, newPeerConnection } from "./webrtc.js";
 
 // The server removes noise, so the browser's own suppression is turned off: doing it twice muffles speech.
-// A reloaded page re-offers its microphone while the server still holds the old page's connection; the server
-// lets go of it within its media timeout (10 s by default).
+// A reloaded page (or one whose server came back) re-offers its microphone while the server may still hold the old
+// connection; the server lets go of it within its media timeout (10 s by default).
 const RECONNECT_PATIENCE_MS = 15_000;
 const RECONNECT_RETRY_MS = 1_000;
 const MICROPHONE_CONSTRAINTS = { audio: { echoCancellation: true, noiseSuppression: false, autoGainControl: true } };
@@ -45,21 +45,111 @@ async function openMicrophone() {
   }
 }
 
+// Which stream this browser tab sends its microphone to. Session storage belongs to one tab and survives its
+// reloads, so a reloaded page knows to reconnect, and a second tab knows that the stream is not its own.
+const SENDING_TAB_KEY = "quietcast.sending-session";
+// How long a page that finds itself the sender waits for the lock below: a reloaded page's predecessor lets go of
+// it as it unloads.
+const SENDING_LOCK_WAIT_MS = 2000;
+
+function tabSession() {
+  try { return sessionStorage.getItem(SENDING_TAB_KEY); } catch { return null; }
+}
+
+function claimTab(sessionId) {
+  try { sessionStorage.setItem(SENDING_TAB_KEY, sessionId); } catch { /* storage off: reload will not resume */ }
+}
+
+function forgetTab() {
+  try { sessionStorage.removeItem(SENDING_TAB_KEY); } catch { /* nothing stored */ }
+}
+
+// The page sending a stream's audio holds this lock until the stream ends or the page goes away, so a duplicated
+// tab (which inherits session storage) cannot take over. Resolves to the function that lets go, or null.
+function takeSendingLock(sessionId) {
+  if (!navigator.locks) return Promise.resolve(() => {}); // only on insecure pages, which have no microphone
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  return new Promise((resolve) => {
+    const options = { signal: AbortSignal.timeout(SENDING_LOCK_WAIT_MS) };
+    navigator.locks.request(`quietcast-sending-${sessionId}`, options, () => {
+      resolve(release);
+      return held;
+    }).catch(() => resolve(null));
+  });
+}
+
+// Why the server ended the stream, in the broadcaster's words (see `stream_ended` reasons).
+const ENDED_BECAUSE = {
+  stopped: "You stopped streaming. The recording is saved below.",
+  tab_closed: "Your stream ended because the page sending it was closed. The recording is saved below.",
+  logged_out: "Your stream ended because you logged out. The recording is saved below.",
+  connection_lost: "Your stream ended because your microphone's connection was lost for too long. "
+    + "The recording is saved below.",
+  no_audio: "Your stream ended because no sound reached Quietcast from your microphone.",
+  server_restart: "Your stream ended because the Quietcast server restarted. The recording is saved below.",
+};
+
+export function endedMessage(reason) {
+  return ENDED_BECAUSE[reason] ?? "Your stream has ended.";
+}
+
+export const LEAVING_WARNING = "You are live — leaving this page ends your stream. Leave anyway?";
+
 export class Broadcaster {
-  constructor(panel, { onStopped = () => {} } = {}) {
-    this.button = panel.querySelector("[data-broadcast-toggle]");
-    this.denoise = panel.querySelector("[data-denoise-toggle]");
-    this.meter = new LevelMeter(panel.querySelector("[data-input-level]"));
-    this.onStopped = onStopped;
+  constructor(card, { onEnded = () => {} } = {}) {
+    this.card = card;
+    this.button = card.querySelector("[data-broadcast-toggle]");
+    this.denoise = card.querySelector("[data-denoise-toggle]");
+    this.meter = new LevelMeter(card.querySelector("[data-input-level]"));
+    this.onEnded = onEnded;
     this.microphone = null;
     this.peer = null;
-    this.reloading = false;
-    this.panel = new StreamPanel(panel, { onEnded: () => this.endedElsewhere() });
+    this.sessionId = card.dataset.sessionId || null;
+    this.sending = null; // lets go of the sending lock while this page sends the stream's audio
+    this.starting = false;
+    this.startedMeanwhile = null;
+    this.stopping = false;
+    this.connecting = false;
+    this.leaving = false;
+    this.panel = new StreamPanel(card, {
+      onStatus: (status, { afterOutage }) => this.showStatus(status, afterOutage),
+      onStarted: (message) => this.startedSomewhere(message),
+      onEnded: (reason) => this.endedOnServer(reason),
+      onDown: () => {
+        if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now.");
+      },
+    });
     this.button.addEventListener("click", () => (this.panel.isLive ? this.stop() : this.start()));
-    this.watchForLeaving();
+    this.askBeforeLeaving();
+    window.addEventListener("pagehide", () => {
+      // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
+      // Whether the page comes back is the server's to decide: it ends the stream shortly if it does not.
+      this.peer?.close();
+    });
     this.render();
-    // Reloaded while live: the stream is still running on the server; reconnect this page's microphone to it.
-    if (this.panel.isLive) this.connectAudio({ reconnecting: true });
+    if (this.panel.isLive && this.sessionId !== null && tabSession() === this.sessionId) this.resumeSending();
+    else if (this.panel.isLive) this.showLiveElsewhere();
+  }
+
+  // True in the tab whose microphone feeds the live stream (also after it reloads).
+  get sendsAudio() {
+    return this.panel.isLive && this.sending !== null;
+  }
+
+  // This tab sent the stream before it reloaded: take the stream's audio up again.
+  async resumeSending() {
+    const sessionId = this.sessionId;
+    this.panel.say("You are live. Reconnecting your microphone…");
+    const release = await takeSendingLock(sessionId);
+    if (!release || !this.panel.isLive || this.sessionId !== sessionId) {
+      release?.();
+      if (!release) forgetTab(); // a duplicated tab: another one sends this stream
+      if (this.panel.isLive) this.showLiveElsewhere();
+      return;
+    }
+    this.sending = release;
+    this.connectAudio({ reconnecting: true });
   }
 
   render() {
@@ -73,87 +163,171 @@ export class Broadcaster {
 
   async start() {
     this.button.disabled = true;
+    this.starting = true;
     this.panel.showError("");
     this.panel.say("Asking for your microphone…");
+    let started;
     try {
       this.microphone = await openMicrophone();
-    } catch (error) {
-      this.panel.say("You are not live.");
-      this.panel.showError(error.plainWords);
-      this.button.disabled = false;
-      return;
-    }
-    try {
-      await api("/api/stream/start/", { method: "POST", body: { denoise: this.denoise.checked } });
+      started = await api("/api/stream/start/", { method: "POST", body: { denoise: this.denoise.checked } });
     } catch (error) {
       this.releaseMicrophone();
-      this.panel.say("You are not live.");
-      this.panel.showError(error.message);
+      this.starting = false;
       this.button.disabled = false;
+      this.panel.say("You are not live.");
+      this.panel.showError(error.plainWords ?? error.message);
+      // Another tab went live at the same moment: show its stream.
+      const startedMeanwhile = this.startedMeanwhile;
+      this.startedMeanwhile = null;
+      if (startedMeanwhile) this.startedSomewhere(startedMeanwhile);
       return;
     }
+    this.sessionId = started.session_id;
+    claimTab(this.sessionId);
+    this.sending = await takeSendingLock(this.sessionId); // a new stream's lock is free at once
+    this.starting = false;
+    this.startedMeanwhile = null;
     this.panel.setLive(true);
     this.render();
     this.button.disabled = false;
-    this.panel.say(`You are live${this.denoise.checked ? " with denoise on" : ""}. Your friends can listen now.`,
+    this.panel.say(`You are live${started.denoise ? " with denoise on" : ""}. Your friends can listen now.`,
       { loud: true });
     await this.connectAudio({ reconnecting: false });
   }
 
   async connectAudio({ reconnecting, retryUntil = Date.now() + RECONNECT_PATIENCE_MS }) {
+    if (this.connecting) return;
+    this.connecting = true;
+    let retry = false;
     try {
       this.microphone ??= await openMicrophone();
       this.meter.attach(this.microphone);
-      this.peer = await newPeerConnection();
-      for (const track of this.microphone.getAudioTracks()) this.peer.addTrack(track, this.microphone);
-      this.peer.addEventListener("connectionstatechange", () => {
-        if (this.peer?.connectionState === "failed") {
-          this.panel.showError("The audio connection to the server was lost. Stop and start again to reconnect.");
-        }
+      const peer = this.peer = await newPeerConnection();
+      for (const track of this.microphone.getAudioTracks()) peer.addTrack(track, this.microphone);
+      peer.addEventListener("connectionstatechange", () => {
+        if (peer === this.peer && peer.connectionState === "failed" && this.sendsAudio) this.reconnectAudio();
       });
-      await negotiate(this.peer, "/api/stream/offer/");
-      if (reconnecting) this.panel.say("You are live. Your microphone is connected again.", { loud: true });
+      await negotiate(peer, "/api/stream/offer/");
+      if (reconnecting && this.sendsAudio) {
+        this.panel.showError("");
+        this.panel.say("You are live. Your microphone is connected again.", { loud: true });
+      }
     } catch (error) {
-      // After a reload the server may not yet have noticed that the old page's connection is gone (409):
-      // it does within its media timeout, so keep offering until then.
-      if (reconnecting && error.status === 409 && Date.now() < retryUntil && this.panel.isLive) {
+      if (!this.sendsAudio) { // the stream ended meanwhile; the page already says so
+        this.releaseMicrophone();
+        return;
+      }
+      // The server may not yet have let go of this tab's previous connection (409), or may be restarting (0, 5xx):
+      // keep offering for a while.
+      const passing = error.status === 409 || error.status === 0 || error.status >= 500;
+      if (reconnecting && passing && Date.now() < retryUntil) {
         this.peer?.close();
         this.peer = null;
         this.panel.say("Reconnecting your microphone…");
-        setTimeout(() => this.connectAudio({ reconnecting, retryUntil }), RECONNECT_RETRY_MS);
-        return;
+        retry = true;
+      } else {
+        this.panel.showError(error.plainWords ?? `Your audio could not be sent to the server: ${error.message}`);
       }
-      this.panel.showError(error.plainWords ?? `Your audio could not be sent to the server: ${error.message}`);
+    } finally {
+      this.connecting = false;
     }
+    if (!retry) return;
+    setTimeout(() => { if (this.sendsAudio) this.connectAudio({ reconnecting, retryUntil }); }, RECONNECT_RETRY_MS);
+  }
+
+  // A fresh offer for the same stream, e.g. after the server restarted while the stream stayed live.
+  reconnectAudio() {
+    if (this.connecting) return;
+    this.peer?.close();
+    this.peer = null;
+    this.connectAudio({ reconnecting: true });
   }
 
   async stop() {
     this.button.disabled = true;
-    const duration = this.panel.elapsedSeconds();
+    this.stopping = true;
     try {
-      await api("/api/stream/stop/", { method: "POST", body: { duration } });
+      await api("/api/stream/stop/", { method: "POST", body: { duration: this.panel.elapsedSeconds() } });
     } catch (error) {
       // 409 means it had already ended (the server ends abandoned streams); the page just catches up.
       if (error.status !== 409) {
+        this.stopping = false;
         this.panel.showError(error.message);
         this.button.disabled = false;
         return;
       }
     }
-    this.finish("You stopped streaming. The recording is saved below.");
-    this.onStopped();
+    this.stopping = false;
+    this.finish(endedMessage("stopped"));
   }
 
-  endedElsewhere() {
-    if (this.panel.isLive) this.finish("Your stream has ended.");
+  // The server's view, each time the stream socket (re)connects.
+  showStatus(status, afterOutage) {
+    if (this.starting) return; // the start's own answer decides
+    if (!status.is_streaming) {
+      if (this.panel.isLive && !this.stopping) {
+        this.finish(afterOutage ? "Your stream ended while Quietcast could not be reached. "
+          + "Any recording is saved below." : endedMessage());
+      } else if (afterOutage) {
+        this.panel.say("You are not live.");
+      }
+      return;
+    }
+    if (!this.panel.isLive || status.session_id !== this.sessionId) {
+      this.startedSomewhere(status);
+      return;
+    }
+    if (!afterOutage) return;
+    if (this.sendsAudio) {
+      this.panel.say("You are live. Reconnecting your microphone…");
+      this.reconnectAudio();
+    } else {
+      this.showLiveElsewhere();
+    }
+  }
+
+  // A stream started: this tab's own (already shown), or one started in another tab.
+  startedSomewhere({ session_id: sessionId, started_at: startedAt, denoise }) {
+    if (this.starting) {
+      this.startedMeanwhile = { session_id: sessionId, started_at: startedAt, denoise };
+      return;
+    }
+    if (this.panel.isLive && sessionId === this.sessionId) return;
+    this.releaseMicrophone();
+    this.stopSending();
+    this.sessionId = sessionId;
+    this.panel.setLive(true, startedAt ? secondsSince(startedAt) : 0);
+    if (typeof denoise === "boolean") this.denoise.checked = denoise;
+    this.render();
+    this.showLiveElsewhere();
+  }
+
+  showLiveElsewhere() {
+    this.panel.say("You are live in another tab or on another device. Stop Streaming here ends that stream.",
+      { loud: true });
+  }
+
+  endedOnServer(reason) {
+    // This tab's own Stop finishes when its request returns.
+    if (this.panel.isLive && !this.stopping) this.finish(endedMessage(reason));
   }
 
   finish(message) {
     this.releaseMicrophone();
+    this.stopSending();
+    this.sessionId = null;
     this.panel.setLive(false);
     this.render();
     this.button.disabled = false;
     this.panel.say(message, { loud: true });
+    this.onEnded();
+  }
+
+  stopSending() {
+    if (this.sending === null) return;
+    this.sending();
+    this.sending = null;
+    forgetTab();
   }
 
   releaseMicrophone() {
@@ -164,24 +338,38 @@ export class Broadcaster {
     this.microphone = null;
   }
 
-  // Closing the tab ends the stream at once. A reload does not: the page comes back and carries on, and should
-  // it not come back, the server ends the stream after a short grace period anyway.
-  watchForLeaving() {
-    window.navigation?.addEventListener("navigate", (event) => {
-      if (event.navigationType === "reload") this.reloading = true;
+  // Leaving for another Quietcast page ends the stream, so ask first. Reloading is not asked about: the reloaded
+  // page carries on. Closing the tab is not either: the server ends the stream shortly after the page goes.
+  askBeforeLeaving() {
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest("a[href]");
+      if (!link || event.defaultPrevented || !this.sendsAudio || this.leaving) return;
+      // Opening a link in a new tab or window, or downloading, leaves this page where it is.
+      if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      if ((link.target && link.target !== "_self") || link.hasAttribute("download")) return;
+      const destination = new URL(link.href, location.href);
+      if (destination.origin !== location.origin) return;
+      if (destination.pathname === location.pathname && destination.search === location.search) return;
+      event.preventDefault();
+      if (!window.confirm(LEAVING_WARNING)) return;
+      this.leaving = true;
+      this.endBecauseLeaving().finally(() => location.assign(destination.href));
     });
-    window.addEventListener("keydown", (event) => {
-      if (event.key === "F5" || ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "r")) {
-        this.reloading = true;
-      }
+    document.addEventListener("submit", (event) => {
+      const form = event.target;
+      if (event.defaultPrevented || !this.sendsAudio || this.leaving) return;
+      event.preventDefault();
+      if (!window.confirm(LEAVING_WARNING)) return;
+      this.leaving = true;
+      // Signing out ends the stream on the server (it knows why); any other form leaves the page, so end it first.
+      if (form.matches("[data-logout]")) form.submit();
+      else this.endBecauseLeaving().finally(() => form.submit());
     });
-    // Built now, so that the beacon leaves before any other script runs as the page goes (see beaconForm). It
-    // carries no duration: the server counts the recording's length from the audio it received.
-    const stopForm = beaconForm();
-    window.addEventListener("pagehide", () => {
-      if (this.panel.isLive && !this.reloading) navigator.sendBeacon("/api/stream/stop/", stopForm);
-      // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
-      this.peer?.close();
-    });
+  }
+
+  endBecauseLeaving() {
+    return api("/api/stream/stop/", {
+      method: "POST", body: { duration: this.panel.elapsedSeconds(), reason: "tab_closed" },
+    }).catch(() => {});
   }
 }

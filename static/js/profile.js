@@ -10,19 +10,15 @@ const recordingsCard = document.querySelector("[data-recordings]");
 const owner = streamCard.dataset.username;
 const recordings = new RecordingList(recordingsCard);
 
-let listener = null;
+// The Live card follows its own stream socket, which reports the stream's start and end as the server sees them.
 if (streamCard.dataset.role === "owner") {
-  new Broadcaster(streamCard, { onStopped: () => recordings.refresh().catch(() => {}) });
+  new Broadcaster(streamCard, { onEnded: () => recordings.refresh().catch(() => {}) });
 } else {
-  listener = new Listener(streamCard);
+  new Listener(streamCard);
 }
 
 // Also keeps the broadcaster's presence open: a live stream with no open page is ended by the server.
 watchPresence({
-  initiallyLive: streamCard.dataset.live === "true" ? [owner] : [],
-  onLiveChange(username, isLive) {
-    if (username === owner) listener?.setLive(isLive);
-  },
   onRecordingSaved(username, recording) {
     if (username === owner) recordings.add(recording);
   },

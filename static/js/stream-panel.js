@@ -1,12 +1,19 @@
 // The "Live" card shared by the broadcaster's and the listener's page: live state in words, the mm:ss timer,
-// the listener count, and the `/ws/stream/<username>/` socket that reports listeners and the end of the stream.
+// the listener count, and the `/ws/stream/<username>/` socket that reports the stream's life as the server sees
+// it: its status on every (re)connect, its start, its listeners and its end with a reason.
 
 import { announce } from "./announce.js";
 import { formatDuration } from "./format.js";
 import { ReconnectingSocket } from "./socket.js";
 
 export class StreamPanel {
-  constructor(panel, { onEnded = () => {}, onStatus = () => {} } = {}) {
+  // `onStatus(status, { afterOutage })`: the server's view on each connect; `afterOutage` when the socket had
+  // been lost since the last one. `onStarted(message)`, `onEnded(reason)`: the stream's start and end.
+  // `onDown()`: the server cannot be reached (the socket retries). `onRefused(code)`: the server will not let
+  // this page watch any more (e.g. no longer friends).
+  constructor(panel, {
+    onStatus = () => {}, onStarted = () => {}, onEnded = () => {}, onDown = () => {}, onRefused = () => {},
+  } = {}) {
     this.panel = panel;
     this.username = panel.dataset.username;
     this.stateText = panel.querySelector("[data-stream-state]");
@@ -16,18 +23,28 @@ export class StreamPanel {
     this.isLive = panel.dataset.live === "true";
     this.timerInterval = null;
     this.startedAtMark = null;
+    this.outage = false;
     if (this.isLive) this.startTimer(initialElapsedSeconds(panel));
     this.socket = new ReconnectingSocket(`/ws/stream/${encodeURIComponent(this.username)}/`, {
       onMessage: (message) => {
         if (message.type === "stream_status") {
-          this.setListeners(message.listeners);
-          onStatus(message);
+          const afterOutage = this.outage;
+          this.outage = false;
+          this.setListeners(message.listeners ?? 0);
+          onStatus(message, { afterOutage });
+        } else if (message.type === "stream_started") {
+          onStarted(message);
         } else if (message.type === "listener_joined" || message.type === "listener_left") {
           this.setListeners(message.count);
         } else if (message.type === "stream_ended") {
-          onEnded();
+          onEnded(message.reason);
         }
       },
+      onDown: () => {
+        this.outage = true;
+        onDown();
+      },
+      onRefused,
     });
   }
 
