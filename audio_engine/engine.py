@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -13,9 +14,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from audio_engine.codec import OutboundTimeline, StreamCodec
+from audio_engine.codec import OutboundTimeline, PassthroughCodec
 from audio_engine.config import EngineConfig, EngineEvents, InvalidOffer, PublisherExists, StreamNotFound
-from audio_engine.denoise import PassthroughDenoiser
 from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer
@@ -32,7 +32,7 @@ class _PassthroughStage:
     and re-encoding keeps one outbound format and the recorder's PCM for every stream."""
 
     def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
-        self._codec = StreamCodec(PassthroughDenoiser(), opus_bitrate)
+        self._codec = PassthroughCodec(opus_bitrate)
         self._on_output = on_output
 
     def submit(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> None:
@@ -197,7 +197,8 @@ class MediaEngine:
         async with self._pool_lock:
             if self._pool is None:
                 pool = DenoiseWorkerPool(self.config.denoise_workers, self.config.denoise_settings,
-                                         self.config.opus_bitrate)
+                                         self.config.opus_bitrate, backend=self.config.denoise_backend,
+                                         start_timeout_s=self.config.denoise_start_timeout_s)
                 await pool.start()
                 self._pool = pool
         return self._pool
@@ -223,7 +224,8 @@ class MediaEngine:
         broadcast = _Broadcast(self, session_id, Path(recording_path))
         self._broadcasts[session_id] = broadcast
         if pool is not None:
-            broadcast.stage = pool.open_stream(broadcast.on_processed)
+            broadcast.stage = pool.open_stream(
+                broadcast.on_processed, functools.partial(self.events.denoise_mode_changed, session_id))
         else:
             broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
         try:
@@ -346,6 +348,11 @@ class MediaEngine:
 
     def session_ids(self) -> list[str]:
         return list(self._broadcasts)
+
+    def denoise_headroom(self) -> int | None:
+        """How many more denoised streams this engine's workers can take now (measured; see
+        DenoiseWorkerPool.headroom), or None before the denoise workers have started."""
+        return self._pool.headroom() if self._pool is not None else None
 
     async def shutdown(self) -> list[RecordingResult]:
         results = [result for session_id in list(self._broadcasts)

@@ -33,6 +33,7 @@ def _config() -> EngineConfig:
         post_filter_beta=settings.DENOISE_POST_FILTER_BETA,
         receive_prefetch=None if settings.MEDIA_RECEIVE_PREFETCH < 0 else settings.MEDIA_RECEIVE_PREFETCH,
         denoise_workers=settings.DENOISE_WORKERS,
+        denoise_backend=settings.DENOISE_BACKEND,
         media_timeout_s=settings.MEDIA_TIMEOUT_SECONDS,
     )
 
@@ -47,6 +48,9 @@ class _LifecycleEvents:
         from streams import services
 
         _queue_work(sync_to_async(services.set_listener_count), session_id, count)
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        logger.info("session %s: %s", session_id, "denoised again" if denoised else "denoising paused (busy)")
 
 
 def _queue_work(coroutine_function: Callable, *args: Any) -> None:

@@ -31,12 +31,16 @@ class RecordedEvents:
 
     gone: list[str] = field(default_factory=list)
     listener_counts: list[tuple[str, int]] = field(default_factory=list)
+    denoise_modes: list[tuple[str, bool]] = field(default_factory=list)
 
     def publisher_gone(self, session_id: str) -> None:
         self.gone.append(session_id)
 
     def listener_count_changed(self, session_id: str, count: int) -> None:
         self.listener_counts.append((session_id, count))
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        self.denoise_modes.append((session_id, denoised))
 
 
 @dataclass
