@@ -4,11 +4,13 @@ Opus encode), advanced together once per 20 ms tick.
 Started by DenoiseWorkerPool as `python -m audio_engine.denoise_worker '<settings json>' <backend> <bitrate>`.
 It reads requests from stdin and writes replies to stdout (message format: audio_engine.worker_protocol).
 
-Packets are decoded as they arrive (cheap); every 20 ms a tick takes one frame from every stream that has one
-and runs the frames of all of them through the backend in one `process` call per 10 ms hop, so a batched model
-advances the whole worker at once. A worker that fell behind runs several such rounds in one tick (at most
-MAX_ROUNDS_PER_TICK, so that it still reports in time). Each stream is denoised or passed through as a whole
-(ModeCrossfade, switched by the server with OP_MODE) and has one Opus encoder.
+Packets are decoded as they arrive (cheap); every 20 ms (or as soon as every stream has a frame waiting) a
+tick takes one frame from every stream that has one and runs the frames of all of them through the backend in
+one `process` call per 10 ms hop, so a batched model advances the whole worker at once. The wait for the tick
+is what batching adds to a stream's delay: at most 20 ms, nothing when the worker has one stream. A worker
+that fell behind runs several such rounds in one tick (at most MAX_ROUNDS_PER_TICK, so that it still reports in
+time). Each stream is denoised or passed through as a whole (ModeCrossfade, switched by the server with
+OP_MODE) and has one Opus encoder.
 
 Everything runs on this process's main thread: some backends must stay on the thread that created them.
 """
@@ -142,6 +144,10 @@ class Worker:
             self.send(encode_message(OP_FAILED, stream_id, str(exc).encode()))
         self.streams[stream_id] = stream
 
+    def all_streams_ready(self) -> bool:
+        """Every stream has its next frame: ticking now adds no wait for any of them."""
+        return bool(self.streams) and all(stream.frames or stream.closing for stream in self.streams.values())
+
     def tick(self) -> TickReport:
         """Advance every stream that has a frame waiting, in rounds of one frame each; send the results."""
         started = time.perf_counter()
@@ -218,7 +224,7 @@ def serve(settings_json: str, backend_name: str, bitrate: int) -> None:
             for op, stream_id, payload in split_messages(received):
                 worker.handle(op, stream_id, payload)
         now = time.monotonic()
-        if now < next_tick:
+        if now < next_tick and not worker.all_streams_ready():
             continue
         report = worker.tick()
         if report.frames:
@@ -226,8 +232,9 @@ def serve(settings_json: str, backend_name: str, bitrate: int) -> None:
         elif now - last_sent >= HEARTBEAT_S:
             send(encode_message(OP_TICK, 0, report.encode()))
             last_sent = now
-        # A late tick is not followed by a burst of catch-up ticks: its rounds already took the backlog.
-        next_tick = max(next_tick + TICK_S, time.monotonic() - TICK_S)
+        # The next tick is one frame later; a late tick is not followed by a burst of catch-up ticks (its rounds
+        # took the backlog), and an early one (every stream was ready) moves the grid to the latest stream.
+        next_tick = now + TICK_S
 
 
 if __name__ == "__main__":

@@ -134,6 +134,18 @@ def disconnect_listener(session_id: str, listener_key: str) -> None:
         async_to_sync(_engine.disconnect_listeners)(session_id, listener_key)
 
 
+def denoise_headroom() -> int | None:
+    """Blocking: how many more denoised streams this process's denoise workers can take now (measured); None
+    before they have started."""
+    if _engine is None:
+        return None
+
+    async def measured() -> int | None:
+        return _engine.denoise_headroom()
+
+    return async_to_sync(measured)()
+
+
 def end_session(session_id: str) -> RecordingResult | None:
     """Blocking: close a session's media and return its recording. None when this process has no such session."""
     if _engine is None or not _engine.is_publishing(session_id):

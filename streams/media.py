@@ -140,6 +140,11 @@ def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int) -> s
         raise MediaError(400, f"The WebRTC offer cannot be answered: {error}") from error
 
 
+def denoise_headroom() -> int | None:
+    """Blocking: more denoised streams this server can take now, measured by its denoise workers (None: unknown)."""
+    return engine_host.denoise_headroom()
+
+
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
     """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
     engine_host.disconnect_listener(str(session_id), listener_key=str(listener_user_id))

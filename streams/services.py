@@ -38,10 +38,9 @@ class AlreadyLive(StreamError):
 
 
 class DenoiseAtCapacity(StreamError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         super().__init__(
-            f"Noise removal is at capacity on this server ({limit} streams). "
-            "Go live without denoise, or try again in a few minutes."
+            "Noise removal is at capacity on this server. Go live without denoise, or try again in a few minutes."
         )
 
 
@@ -72,15 +71,17 @@ def active_stream_of(user: AbstractBaseUser) -> ActiveStream | None:
 def start_stream(user: AbstractBaseUser, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
-    Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
-    simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
+    Denoised streams beyond MAX_DENOISED_STREAMS, or beyond what the denoise workers measure they can take, are
+    refused (DenoiseAtCapacity). The count is not locked, so two simultaneous starts may pass it by one: a soft
+    limit is enough, as a worker that falls behind passes whole streams through rather than garbling them.
     """
     limit = settings.MAX_DENOISED_STREAMS
-    if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
+    at_capacity = limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit
+    if denoise and (at_capacity or media.denoise_headroom() == 0):
         existing = active_stream_of(user)
         if existing is not None:
             raise AlreadyLive(existing)
-        raise DenoiseAtCapacity(limit)
+        raise DenoiseAtCapacity()
     try:
         with transaction.atomic():
             stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise)
