@@ -21,6 +21,7 @@ The whole interface used by the web application:
     engine.is_publishing(session_id) -> bool        # the engine holds the session (until end())
     engine.has_live_publisher(session_id) -> bool   # ... and its publisher has not been reported gone
     engine.session_ids() -> list[str]               # every session the engine holds
+    engine.denoise_headroom() -> int | None         # more denoised streams that fit now (None: workers not started)
     results = await engine.shutdown()                   # ends every session; call on server shutdown
 
 All methods must be called on the event loop the engine runs on (one engine per process). EngineEvents
@@ -28,7 +29,13 @@ callbacks are called on that loop, synchronously: keep them cheap and schedule a
 `publisher_connected(session_id)` says a publisher connection's first audio arrived; `publisher_gone(session_id)`
 says the publisher's connection failed/closed or its audio stopped for
 `media_timeout_s`; the session is NOT ended automatically: call `end(session_id)` to close the listeners and
-get the recording.
+get the recording. `denoise_mode_changed(session_id, denoised)` says a denoised session's audio is now passed
+through undenoised (False: the server is too busy, or its denoise worker is restarting) or denoised again (True).
+
+Admission: `denoise_headroom()` is measured, not configured: each denoise worker reports what every 20 ms tick
+costs it (model and codec time per stream, wall time, so a busy machine counts), and the headroom is how many
+more denoised streams fit under 70 % of each worker's time, less the streams already waiting in pass-through
+for room. Refuse a denoised start when it is 0 (DenoiserUnavailable is for workers that cannot start at all).
 
 Re-publishing (a reloaded or reconnecting broadcaster page): `publish()` for a session whose publisher has been
 reported gone answers the new offer and replaces the publisher connection; the session goes on with the same
@@ -43,9 +50,11 @@ Recordings: 48 kHz mono 16-bit WAV written while streaming to `<name>.partial.wa
 
 Pipeline per published session (each piece has one job):
     aiortc receiver + jitter.LossTolerantJitterBuffer, whose in-order Opus payloads bypass aiortc's decoder
-    -> denoise_pool.DenoiseStream: in a worker process, codec.StreamCodec decodes (concealing lost packets),
-       denoises with DeepFilterNet and encodes once per stream (in the loop, undenoised, for streams published
-       without denoising or while a worker is unavailable)
+    -> denoise_pool.DenoiseStream: in a worker process (denoise_worker), codec.FrameDecoder decodes
+       (concealing lost packets), the denoise backend (denoise.make_denoise_backend) denoises all the worker's
+       streams together once per 20 ms tick, denoise.ModeCrossfade switches a stream between denoised and
+       pass-through as a whole, and one Opus encoder per stream encodes (in the loop, undenoised, for streams
+       published without denoising or while their worker is restarting)
     -> recorder.WavRecorder (16-bit PCM)  and  codec.OutboundTimeline (the Opus packets as av.Packets)
     -> fanout.EncodedPacketFanout -> one fanout.ListenerTrack per listener (bounded, drops oldest).
 """

@@ -2,9 +2,9 @@
 
 The server does not let aiortc decode inbound audio: the receive jitter buffer hands the in-order payloads to
 the engine (audio_engine.jitter), which sends them, ~100-200 bytes each, to the stream's denoise worker. The
-worker decodes, denoises and encodes (StreamCodec) and returns the Opus packet for the listeners and the PCM
-for the recorder. This keeps the codec work and the decoder-thread hand-off of aiortc off the event loop,
-and the pipe carries a fifth of the bytes that float samples took.
+worker decodes (FrameDecoder), denoises and encodes (encode_frame) and returns the Opus packet for the
+listeners and the PCM for the recorder. This keeps the codec work and the decoder-thread hand-off of aiortc off
+the event loop, and the pipe carries a fifth of the bytes that float samples took.
 
 Lost packets: the jitter buffer skips a hole after `prefetch` later packets; the RTP timestamp then jumps and
 PacketDecoder fills the gap with libopus concealment, so the recording and the outbound timeline keep
@@ -16,7 +16,6 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from audio_engine.denoise import Denoiser
 from audio_engine.framing import FRAME_SAMPLES, MAX_CONCEALED_GAP_SAMPLES, SAMPLE_RATE, TIME_BASE, float_to_int16
 from audio_engine.opus import OpusDecoder, OpusEncoder, OpusError
 
@@ -63,26 +62,39 @@ class PacketDecoder:
         self._decoder.close()
 
 
-class StreamCodec:
-    """decode -> denoise -> encode for one stream, in whole 20 ms frames (DeepFilterNet takes any multiple of
-    its 10 ms hop; the encoder wants 20 ms), so a 20 ms packet in gives one frame out with no buffering."""
+class FrameDecoder:
+    """A stream's in-order Opus payloads -> whole 20 ms frames of 48 kHz mono float32 (whatever the packet
+    size: the rest waits for the next packet)."""
 
-    def __init__(self, denoiser: Denoiser, bitrate: int) -> None:
+    def __init__(self) -> None:
         self._decoder = PacketDecoder()
-        self._denoiser = denoiser
-        self._encoder = OpusEncoder(bitrate)
         self._pending = _EMPTY
 
-    def push(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> list[EncodedFrame]:
+    def push(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> list[np.ndarray]:
         frames, self._pending = _whole_frames(self._pending, self._decoder.decode(timestamp, payload, new_timeline))
-        encoded = []
-        for frame in frames:
-            clean = self._denoiser.process(frame)
-            encoded.append((self._encoder.encode(clean), float_to_int16(clean)))
-        return encoded
+        return frames
 
     def close(self) -> None:
-        self._denoiser.close()
+        self._decoder.close()
+
+
+def encode_frame(encoder: OpusEncoder, samples: np.ndarray) -> EncodedFrame:
+    """The frame as listeners get it (Opus) and as the recorder writes it (int16)."""
+    return encoder.encode(samples), float_to_int16(samples)
+
+
+class PassthroughCodec:
+    """decode -> encode for one stream, one frame out per 20 ms in: the in-loop path of streams published
+    without denoising, and of denoised ones while no denoise worker can take them."""
+
+    def __init__(self, bitrate: int) -> None:
+        self._decoder = FrameDecoder()
+        self._encoder = OpusEncoder(bitrate)
+
+    def push(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> list[EncodedFrame]:
+        return [encode_frame(self._encoder, frame) for frame in self._decoder.push(timestamp, payload, new_timeline)]
+
+    def close(self) -> None:
         self._encoder.close()
         self._decoder.close()
 
@@ -108,7 +120,7 @@ class OutboundTimeline:
 
 class OpusPacketEncoder:
     """48 kHz mono float32 audio of any length -> 20 ms Opus av.Packets (pts from zero). For clients, tests
-    and benchmarks; the server encodes in its workers (StreamCodec)."""
+    and benchmarks; the server encodes in its workers (encode_frame)."""
 
     def __init__(self, bitrate: int = 64_000) -> None:
         self._encoder = OpusEncoder(bitrate)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from audio_engine.denoise import DenoiseSettings
+from audio_engine.denoise import DEFAULT_DENOISE_BACKEND, DenoiseSettings
 
 
 def _default_denoise_workers() -> int:
@@ -25,6 +25,9 @@ class EngineConfig:
     receive_prefetch: packets the inbound jitter buffer waits for a missing packet before skipping it
         (0 = no reordering tolerance). None = aiortc's stock buffer (always holds 4 packets = 80 ms).
     denoise_workers: denoise worker processes (default one per core).
+    denoise_backend: "batched", "rs" or "passthrough" (audio_engine.denoise.make_denoise_backend).
+    denoise_start_timeout_s: a denoise worker not ready this long after its start is given up
+        (DenoiserUnavailable at start) or restarted.
     opus_bitrate: bit rate of the Opus stream sent to listeners.
     broadcaster_opus_bitrate: the Opus bit rate a broadcaster's browser is asked to send at most (its
         `maxaveragebitrate`); None = the browser's own choice (about 32 kbit/s for voice).
@@ -42,6 +45,8 @@ class EngineConfig:
     post_filter_beta: float = 0.0
     receive_prefetch: int | None = 1
     denoise_workers: int = field(default_factory=_default_denoise_workers)
+    denoise_backend: str = DEFAULT_DENOISE_BACKEND
+    denoise_start_timeout_s: float = 30.0
     opus_bitrate: int = 64_000
     broadcaster_opus_bitrate: int | None = 64_000
     listener_queue_packets: int = 10
@@ -70,6 +75,11 @@ class EngineEvents(Protocol):
     def listener_count_changed(self, session_id: str, count: int) -> None:
         """A listener connected or a connected one left (count 0 when the session ends). Offers that are still
         connecting, or never connect, are not counted."""
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        """A denoised session's listeners (and recording) now get its audio passed through undenoised (False:
+        the server is too busy, or its denoiser is restarting) or denoised again (True). Switched as a whole,
+        at most once per few seconds."""
 
 
 class PublisherExists(RuntimeError):

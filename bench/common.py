@@ -28,6 +28,9 @@ class SilentEvents:
     def listener_count_changed(self, session_id: str, count: int) -> None:
         pass
 
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        pass
+
 
 def new_engine(**config) -> MediaEngine:
     return MediaEngine(EngineConfig(**config), SilentEvents())

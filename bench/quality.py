@@ -20,7 +20,7 @@ from pystoi import stoi
 from scipy.signal import resample_poly
 
 from audio_engine.client import read_audio_file
-from audio_engine.denoise import DeepFilterDenoiser, DenoiseSettings
+from audio_engine.denoise import DenoiseSettings, RsDfn3Backend, denoise_offline
 from bench.common import fixture, loopback_session, new_engine
 
 SAMPLE_RATE = 48_000
@@ -68,8 +68,7 @@ async def through_engine(noisy: np.ndarray, denoise: bool, workdir: Path) -> tup
 
 async def main() -> None:
     clean, noisy = fixture("speech_clean.wav"), fixture("speech_noisy.wav")
-    offline = DeepFilterDenoiser(DenoiseSettings())
-    offline_out = np.concatenate([offline.process(noisy[i : i + 960]) for i in range(0, len(noisy) - 959, 960)])
+    offline_out = denoise_offline(RsDfn3Backend(DenoiseSettings()), noisy)
     rows = [("noisy input", noisy), ("DFN3 streaming in-process, no WebRTC", offline_out)]
     with tempfile.TemporaryDirectory() as tmp:
         for denoise in (False, True):

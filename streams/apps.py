@@ -32,6 +32,7 @@ class StreamsConfig(AppConfig):
             (signals.publisher_connected, services.on_publisher_connected),
             (signals.publisher_gone, services.on_publisher_gone),
             (signals.listener_count_changed, services.on_listener_count_changed),
+            (signals.denoise_mode_changed, services.on_denoise_mode_changed),
             (signals.media_stopping, services.on_media_stopping),
         ):
             signal.connect(receiver, sender=signals.MEDIA, dispatch_uid=f"streams.{receiver.__name__}")

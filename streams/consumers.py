@@ -136,6 +136,10 @@ class StreamConsumer(JsonConsumer):
             message["session_id"] = event["session_id"]
         await self.send_json(message)
 
+    async def stream_denoise_mode_changed(self, event: dict) -> None:
+        if self.is_owner:  # how the server treats the stream is the broadcaster's concern
+            await self.send_json({"type": "denoise_mode_changed", "denoised": event["denoised"]})
+
     async def stream_ended(self, event: dict) -> None:
         await self.send_json({"type": "stream_ended", "reason": event["reason"]})
 

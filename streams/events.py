@@ -28,6 +28,7 @@ RECORDING_SAVED = "presence.recording_saved"
 LISTENERS_CHANGED = "stream.listeners_changed"
 STREAM_STARTED = "stream.started"
 STREAM_ENDED = "stream.ended"
+DENOISE_MODE_CHANGED = "stream.denoise_mode_changed"
 ACCESS_REVOKED = "viewer.access_revoked"
 CREDENTIALS_CHANGED = "presence.credentials_changed"
 
@@ -119,6 +120,10 @@ def stream_started(owner_id: int, *, session_id: str, started_at: str, denoise: 
 
 def stream_ended(owner_id: int, reason: EndReason) -> None:
     tell_stream_watchers(owner_id, {"type": STREAM_ENDED, "reason": str(reason)})
+
+
+def denoise_mode_changed(owner_id: int, denoised: bool) -> None:
+    tell_stream_watchers(owner_id, {"type": DENOISE_MODE_CHANGED, "denoised": denoised})
 
 
 def revoke_stream_access(viewer_id: int, owner_id: int) -> None:

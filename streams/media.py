@@ -173,6 +173,7 @@ def _config() -> EngineConfig:
         post_filter_beta=settings.DENOISE_POST_FILTER_BETA,
         receive_prefetch=None if settings.MEDIA_RECEIVE_PREFETCH < 0 else settings.MEDIA_RECEIVE_PREFETCH,
         denoise_workers=settings.DENOISE_WORKERS,
+        denoise_backend=settings.DENOISE_BACKEND,
         media_timeout_s=settings.MEDIA_TIMEOUT_SECONDS,
         listener_connect_timeout_s=settings.LISTENER_CONNECT_TIMEOUT_SECONDS,
         max_connections_per_listener=settings.MAX_LISTENER_CONNECTIONS_PER_USER or None,
@@ -191,6 +192,9 @@ class _SignalsFromEngine:
 
     def listener_count_changed(self, session_id: str, count: int) -> None:
         _queue_signal(signals.listener_count_changed, session_id=session_id, count=count)
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        _queue_signal(signals.denoise_mode_changed, session_id=session_id, denoised=denoised)
 
 
 def _queue_signal(signal: Signal, **kwargs: Any) -> None:
@@ -349,6 +353,19 @@ def listen(
         raise OfferRejected(str(error)) from error
     except TooManyListenerConnections as error:
         raise TooManyConnections(error.limit) from error
+
+
+def denoise_headroom() -> int | None:
+    """Blocking: more denoised streams this server can take now, measured by its denoise workers (None: unknown,
+    before they have started)."""
+    if _engine is None:
+        return None
+    media_engine = _engine
+
+    async def measured() -> int | None:
+        return media_engine.denoise_headroom()
+
+    return async_to_sync(measured)()
 
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:

@@ -44,10 +44,9 @@ class AlreadyLive(StreamError):
 
 
 class DenoiseAtCapacity(StreamError):
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         super().__init__(
-            f"Noise removal is at capacity on this server ({limit} streams). "
-            "Go live without denoise, or try again in a few minutes."
+            "Noise removal is at capacity on this server. Go live without denoise, or try again in a few minutes."
         )
 
 
@@ -98,18 +97,20 @@ def _require_recording_space(user: User) -> None:
 def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
-    Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
-    simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
+    Denoised streams beyond MAX_DENOISED_STREAMS, or beyond what the denoise workers measure they can take, are
+    refused (DenoiseAtCapacity). The count is not locked, so two simultaneous starts may pass it by one: a soft
+    limit is enough, as a worker that falls behind passes whole streams through rather than garbling them.
     Refused with ChannelLayerUnavailable, changing nothing, while friends could not be told.
     """
     events.require_reachable()
     _require_recording_space(user)
     limit = settings.MAX_DENOISED_STREAMS
-    if denoise and limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit:
+    at_capacity = limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit
+    if denoise and (at_capacity or media.denoise_headroom() == 0):
         existing = active_stream_of(user)
         if existing is not None:
             raise AlreadyLive(existing)
-        raise DenoiseAtCapacity(limit)
+        raise DenoiseAtCapacity()
     try:
         with transaction.atomic():
             stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise, started_at=clock.now())
@@ -323,6 +324,14 @@ def on_publisher_gone(session_id: str, **_: Any) -> None:
 
 def on_listener_count_changed(session_id: str, count: int, **_: Any) -> None:
     set_listener_count(session_id, count)
+
+
+def on_denoise_mode_changed(session_id: str, denoised: bool, **_: Any) -> None:
+    """The server's denoiser paused (busy) or resumed a stream: its broadcaster's pages say so."""
+    owner_id = ActiveStream.objects.filter(session_id=session_id).values_list("owner_id", flat=True).first()
+    if owner_id is not None:
+        logger.info("session %s: %s", session_id, "denoised again" if denoised else "denoising paused (busy)")
+        events.denoise_mode_changed(owner_id, denoised)
 
 
 def on_media_stopping(session_ids: list[str], **_: Any) -> None:

@@ -15,5 +15,7 @@ publisher_connected = Signal()
 publisher_gone = Signal()
 # `count` connected listeners now.
 listener_count_changed = Signal()
+# The server's denoiser stopped (`denoised` False: busy, the stream is passed through) or resumed denoising.
+denoise_mode_changed = Signal()
 # This server process is stopping; `session_ids` are the streams whose media it holds.
 media_stopping = Signal()

@@ -260,6 +260,16 @@ def test_denoised_streams_beyond_capacity_are_refused_but_plain_ones_go_live(api
     assert again.status_code == 409  # already live says more than "at capacity"
 
 
+def test_denoised_starts_are_refused_when_the_denoise_workers_have_no_headroom(api_client, cast, monkeypatch):
+    from streams import media
+
+    monkeypatch.setattr(media, "denoise_headroom", lambda: 0)
+    refused = api_client(cast["owner"]).post("/api/stream/start/", {"denoise": True}, format="json")
+    assert refused.status_code == 503 and "without denoise" in refused.json()["error"]
+    monkeypatch.setattr(media, "denoise_headroom", lambda: 1)
+    assert api_client(cast["owner"]).post("/api/stream/start/", {"denoise": True}, format="json").status_code == 201
+
+
 def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     from datetime import UTC, datetime
 

@@ -88,7 +88,12 @@ const ENDED_BECAUSE = {
     + "The recording is saved below.",
   no_audio: "Your stream ended because no sound reached Quietcast from your microphone.",
   server_restart: "Your stream ended because the Quietcast server restarted. The recording is saved below.",
+  max_length: "Your stream reached the longest a stream may run here, so it ended. The recording is saved below.",
+  account_deleted: "Your stream ended because your account was deleted.",
 };
+
+const DENOISE_PAUSED = "Denoising paused: the server is busy. Friends hear you without noise removal until it "
+  + "has room again.";
 
 export function endedMessage(reason) {
   return ENDED_BECAUSE[reason] ?? "Your stream has ended.";
@@ -116,6 +121,7 @@ export class Broadcaster {
       onStatus: (status, { afterOutage }) => this.showStatus(status, afterOutage),
       onStarted: (message) => this.startedSomewhere(message),
       onEnded: (reason) => this.endedOnServer(reason),
+      onDenoiseMode: (denoised) => this.panel.showError(denoised ? "" : DENOISE_PAUSED),
       onDown: () => {
         if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now.");
       },

@@ -10,9 +10,11 @@ export class StreamPanel {
   // `onStatus(status, { afterOutage })`: the server's view on each connect; `afterOutage` when the socket had
   // been lost since the last one. `onStarted(message)`, `onEnded(reason)`: the stream's start and end.
   // `onDown()`: the server cannot be reached (the socket retries). `onRefused(code)`: the server will not let
-  // this page watch any more (e.g. no longer friends).
+  // this page watch any more (e.g. no longer friends). `onDenoiseMode(denoised)`: the server paused (busy) or
+  // resumed noise removal for the stream.
   constructor(panel, {
     onStatus = () => {}, onStarted = () => {}, onEnded = () => {}, onDown = () => {}, onRefused = () => {},
+    onDenoiseMode = () => {},
   } = {}) {
     this.panel = panel;
     this.username = panel.dataset.username;
@@ -38,6 +40,8 @@ export class StreamPanel {
           this.setListeners(message.count);
         } else if (message.type === "stream_ended") {
           onEnded(message.reason);
+        } else if (message.type === "denoise_mode_changed") {
+          onDenoiseMode(message.denoised);
         }
       },
       onDown: () => {

@@ -32,6 +32,7 @@ class RecordedEvents:
     connected: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     listener_counts: list[tuple[str, int]] = field(default_factory=list)
+    denoise_modes: list[tuple[str, bool]] = field(default_factory=list)
 
     def publisher_connected(self, session_id: str) -> None:
         self.connected.append(session_id)
@@ -41,6 +42,9 @@ class RecordedEvents:
 
     def listener_count_changed(self, session_id: str, count: int) -> None:
         self.listener_counts.append((session_id, count))
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        self.denoise_modes.append((session_id, denoised))
 
 
 @dataclass

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 
-from audio_engine.codec import OpusPacketEncoder, OutboundTimeline, PacketDecoder, StreamCodec
-from audio_engine.denoise import PassthroughDenoiser
+from audio_engine.codec import OpusPacketEncoder, OutboundTimeline, PacketDecoder, PassthroughCodec
 from audio_engine.framing import MAX_CONCEALED_GAP_SAMPLES
 from audio_engine.jitter import LossTolerantJitterBuffer, PayloadTap
 from audio_engine.opus import OpusDecoder, OpusEncoder, OpusError
@@ -65,11 +64,11 @@ def test_a_corrupt_or_empty_packet_counts_as_lost(payloads):
     assert decoder.concealed_samples == FRAME
 
 
-def test_stream_codec_makes_one_frame_per_20ms_whatever_the_packet_size():
+def test_passthrough_codec_makes_one_frame_per_20ms_whatever_the_packet_size():
     encoder = OpusEncoder(64_000)
     signal = tone(20 * FRAME)
     short_packets = [encoder.encode(signal[start : start + 480]) for start in range(0, len(signal), 480)]
-    codec = StreamCodec(PassthroughDenoiser(), 64_000)
+    codec = PassthroughCodec(64_000)
     outputs = [codec.push(index * 480, payload) for index, payload in enumerate(short_packets)]
     assert [len(frames) for frames in outputs] == [0, 1] * 20
     frames = [frame for frames in outputs for frame in frames]

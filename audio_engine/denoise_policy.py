@@ -1,0 +1,130 @@
+"""How busy a denoise worker is, when a stream switches between denoised and pass-through, and how often a
+worker may be restarted. Pure bookkeeping (no processes, no I/O): time is always passed in or read from an
+injected clock.
+
+Load: each worker measures every tick (audio_engine.worker_protocol.TickReport); the cost of one stream-frame
+through the model and through the codec are smoothed from those reports (starting from the worker's start-up
+calibration), and a worker's load is what its current streams cost per 20 ms of audio, as a share of 20 ms.
+Wall time, not CPU time: a worker that waits for a core because the machine is busy is just as late.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from audio_engine.framing import FRAME_SAMPLES, SAMPLE_RATE
+from audio_engine.worker_protocol import TickReport
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+# Weight of each new tick in the smoothed costs (50 ticks per second: ~0.4 s to follow a change).
+SMOOTHING = 0.05
+# The share of a worker's time planned for work: the rest absorbs jitter, other processes and the event loop.
+TARGET_LOAD = 0.7
+# Beyond this share the worker cannot keep up (its output would fall further and further behind): streams are
+# switched to pass-through until it is back under TARGET_LOAD. The gap between the two keeps decisions apart.
+OVERLOAD = 1.0
+# A stream switches at most once in this long (except for the first switch of a newly opened stream).
+HYSTERESIS_S = 5.0
+# After a decision the worker's costs are given this long to show its effect before the next one.
+SETTLE_S = 1.0
+
+
+class WorkerLoad:
+    """Smoothed cost of one stream-frame (20 ms) through the model and through the codec on one worker."""
+
+    def __init__(self, model_s: float, codec_s: float) -> None:
+        self.model_s = model_s
+        self.codec_s = codec_s
+
+    def add(self, report: TickReport) -> None:
+        if report.denoised_frames:
+            self.model_s += SMOOTHING * (report.model_s / report.denoised_frames - self.model_s)
+        if report.frames:
+            codec_s = max(0.0, report.busy_s - report.model_s) / report.frames
+            self.codec_s += SMOOTHING * (codec_s - self.codec_s)
+
+    def load(self, streams: int, denoised: int) -> float:
+        """The share of real time the worker needs for `streams` streams, `denoised` of them through the model."""
+        return (streams * self.codec_s + denoised * self.model_s) / FRAME_S
+
+    def headroom(self, streams: int, denoised: int) -> int:
+        """How many more denoised streams fit under TARGET_LOAD."""
+        spare_s = (TARGET_LOAD - self.load(streams, denoised)) * FRAME_S
+        per_stream_s = self.model_s + self.codec_s
+        return max(0, math.floor(spare_s / per_stream_s)) if per_stream_s > 0 else 1_000_000
+
+
+@dataclass
+class StreamMode:
+    """What the policy knows of one stream on a worker. `order` grows with each opened stream; `wanted`: the
+    session asked for denoising and the worker could open a model for it."""
+
+    stream_id: int
+    order: int
+    wanted: bool = True
+    denoised: bool = True
+    switched_at: float | None = None
+
+    def settled(self, now: float, hysteresis_s: float) -> bool:
+        return self.switched_at is None or now - self.switched_at >= hysteresis_s
+
+
+class ModePolicy:
+    """Decides, for one worker, which streams are denoised: when its load passes OVERLOAD, enough of the newest
+    streams go to pass-through to bring it back to TARGET_LOAD; when a stream waiting in pass-through would fit
+    under TARGET_LOAD again, the longest-running one is denoised again. Each stream switches at most once per
+    `hysteresis_s`, and decisions are `settle_s` apart. `overload`: the load beyond which streams are shed
+    (infinite: never)."""
+
+    def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
+                 overload: float = OVERLOAD) -> None:
+        self.hysteresis_s = hysteresis_s
+        self.settle_s = settle_s
+        self.overload = overload
+        self._next_decision_at = -math.inf
+
+    def decide(self, load: WorkerLoad, streams: list[StreamMode], now: float) -> list[StreamMode]:
+        """Apply the decisions to `streams` and return the streams that switched."""
+        if now < self._next_decision_at:
+            return []
+        denoised = [s for s in streams if s.denoised]
+        current = load.load(len(streams), len(denoised))
+        switched: list[StreamMode] = []
+        if current > self.overload and load.model_s > 0:
+            excess = math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)
+            newest_first = sorted((s for s in denoised if s.settled(now, self.hysteresis_s)), key=lambda s: -s.order)
+            switched = newest_first[:excess]
+        else:
+            waiting = sorted((s for s in streams if s.wanted and not s.denoised and s.settled(now, self.hysteresis_s)),
+                             key=lambda s: s.order)
+            if waiting and current + load.model_s / FRAME_S <= TARGET_LOAD:
+                switched = waiting[:1]
+        for stream in switched:
+            stream.denoised = not stream.denoised
+            stream.switched_at = now
+        if switched:
+            self._next_decision_at = now + self.settle_s
+        return switched
+
+
+class RestartBudget:
+    """At most `restarts` restarts within any `window_s`: a worker that keeps failing is given up."""
+
+    def __init__(self, restarts: int, window_s: float, clock: Callable[[], float]) -> None:
+        self.restarts = restarts
+        self.window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def allow(self) -> bool:
+        """Whether one more restart is allowed now (and if so, count it)."""
+        now = self._clock()
+        while self._times and now - self._times[0] >= self.window_s:
+            self._times.popleft()
+        if len(self._times) >= self.restarts:
+            return False
+        self._times.append(now)
+        return True

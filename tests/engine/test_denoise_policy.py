@@ -1,0 +1,136 @@
+"""Load bookkeeping, mode decisions, restart budget and the crossfade between modes: pure logic, controlled time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio_engine.denoise import CROSSFADE_SAMPLES, WARMUP_SAMPLES, ModeCrossfade
+from audio_engine.denoise_policy import FRAME_S, TARGET_LOAD, ModePolicy, RestartBudget, StreamMode, WorkerLoad
+from audio_engine.worker_protocol import TickReport
+
+FRAME = 960
+DELAY = 1440
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def streams(count: int, denoised: bool = True) -> list[StreamMode]:
+    return [StreamMode(stream_id=i, order=i, denoised=denoised) for i in range(1, count + 1)]
+
+
+def test_load_follows_the_measured_cost_per_stream_frame():
+    load = WorkerLoad(model_s=0.004, codec_s=0.0002)
+    assert load.load(streams=2, denoised=2) == pytest.approx(2 * 0.0042 / FRAME_S)
+    for _ in range(200):  # the model turns out twice as slow on this machine
+        load.add(TickReport(frames=4, denoised_frames=4, rounds=1, busy_s=4 * 0.0082, model_s=4 * 0.008))
+    assert load.model_s == pytest.approx(0.008, rel=1e-3) and load.codec_s == pytest.approx(0.0002, rel=1e-3)
+    # 0.7 * 20 ms = 14 ms: one stream costs 8.2 ms, so one fits and a second does not.
+    assert load.headroom(streams=0, denoised=0) == 1
+    assert load.headroom(streams=1, denoised=1) == 0
+
+
+def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the_hysteresis():
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    load = WorkerLoad(model_s=0.006, codec_s=0.0)  # 4 streams = 24 ms: more than the 20 ms they last
+    modes = streams(4)
+    shed = policy.decide(load, modes, now=0.0)
+    # Back under TARGET_LOAD: 0.7 * 20 ms fits 2 streams of 6 ms.
+    assert [m.stream_id for m in shed] == [4, 3] and [m.denoised for m in modes] == [True, True, False, False]
+    assert load.load(4, 2) <= TARGET_LOAD
+
+    # Stream 1 ends: room for one more, but only once stream 3 has been passed through for 5 s.
+    modes = modes[1:]
+    assert policy.decide(load, modes, now=4.9) == []
+    resumed = policy.decide(load, modes, now=5.0)
+    assert [m.stream_id for m in resumed] == [3] and resumed[0].switched_at == 5.0
+    # Stream 4 stays: with 2 denoised there is no room for a third.
+    assert policy.decide(load, modes, now=20.0) == []
+
+
+def test_a_stream_switches_at_most_once_per_hysteresis_period_even_when_load_swings():
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    modes = streams(3)
+    switches: dict[int, list[float]] = {m.stream_id: [] for m in modes}
+    heavy, light = WorkerLoad(model_s=0.008, codec_s=0.0), WorkerLoad(model_s=0.001, codec_s=0.0)
+    for tick in range(3000):  # 60 s of ticks, the model's cost flipping every 0.5 s
+        now = tick * FRAME_S
+        for mode in policy.decide(heavy if (tick // 25) % 2 else light, modes, now):
+            switches[mode.stream_id].append(now)
+    assert sum(len(times) for times in switches.values()) >= 6  # it did react
+    for times in switches.values():
+        assert all(later - earlier >= 5.0 for earlier, later in zip(times, times[1:], strict=False))
+
+
+def test_a_stream_without_a_model_is_never_resumed():
+    policy = ModePolicy(hysteresis_s=0.0, settle_s=0.0)
+    mode = StreamMode(stream_id=1, order=1, wanted=False, denoised=False)
+    assert policy.decide(WorkerLoad(model_s=0.001, codec_s=0.0), [mode], now=10.0) == []
+
+
+def test_restart_budget_counts_restarts_over_a_sliding_window():
+    clock = Clock()
+    budget = RestartBudget(restarts=2, window_s=60.0, clock=clock)
+    assert budget.allow()
+    clock.now += 30.0
+    assert budget.allow()
+    clock.now += 29.0
+    assert not budget.allow()  # a third within the minute
+    clock.now += 1.0
+    assert budget.allow()  # the first one has left the window
+    assert not budget.allow()  # the second has not
+
+
+def ramp_input(frames: int) -> list[np.ndarray]:
+    samples = np.arange(frames * FRAME, dtype=np.float32) / (frames * FRAME) + 0.5
+    return list(samples.reshape(frames, FRAME))
+
+
+def delayed(frames: list[np.ndarray], delay: int) -> np.ndarray:
+    joined = np.concatenate(frames)
+    return np.concatenate([np.zeros(delay, dtype=np.float32), joined])[: len(joined)]
+
+
+def run_crossfade(mode: ModeCrossfade, frames: list[np.ndarray], switch_at: dict[int, bool]) -> tuple:
+    """Feed `frames`; the model 'denoises' by halving the delayed input. Returns the output and the frames on
+    which the model was fed."""
+    history = np.zeros(DELAY, dtype=np.float32)
+    out, fed = [], []
+    for index, frame in enumerate(frames):
+        if index in switch_at:
+            mode.set_denoised(switch_at[index])
+        joined = np.concatenate([history, frame])
+        history = joined[FRAME:]
+        model_out = 0.5 * joined[:FRAME] if mode.uses_model else None
+        if model_out is not None:
+            fed.append(index)
+        out.append(mode.mix(frame, model_out))
+    return np.concatenate(out), fed
+
+
+def test_switching_modes_crossfades_on_one_timeline_and_freezes_the_model_while_passed_through():
+    frames = ramp_input(60)
+    out, fed = run_crossfade(ModeCrossfade(DELAY, denoised=True), frames, {10: False, 30: True})
+    reference = delayed(frames, DELAY)
+    valid = reference > 0
+    gain = np.ones_like(out)
+    gain[valid] = out[valid] / reference[valid]
+    # Always the input on its one timeline, scaled between the denoised (0.5) and passed-through (1.0) level.
+    assert np.all((gain[valid] > 0.5 - 1e-5) & (gain[valid] < 1 + 1e-5))
+    # Crossfades, never jumps: the gain moves at most 0.5 / CROSSFADE_SAMPLES per sample.
+    assert np.max(np.abs(np.diff(gain[DELAY:]))) <= 0.5 / CROSSFADE_SAMPLES + 1e-5
+    switch_off, switch_on = 10 * FRAME, 30 * FRAME
+    assert np.allclose(gain[DELAY:switch_off], 0.5) and np.allclose(gain[switch_off + CROSSFADE_SAMPLES : switch_on], 1)
+    # Back on: the model runs unheard for the warm-up, then fades in.
+    heard_again = switch_on + WARMUP_SAMPLES
+    assert np.allclose(gain[switch_on:heard_again], 1.0)
+    assert np.allclose(gain[heard_again + CROSSFADE_SAMPLES :], 0.5)
+    # The model is not fed once faded out, until the switch back.
+    off_frames = set(range(10 + CROSSFADE_SAMPLES // FRAME, 30))
+    assert off_frames and not off_frames & set(fed) and {10, 30, 59} <= set(fed)
