@@ -15,11 +15,11 @@ MEAN_NORM_INIT = (-60.0, -90.0)
 UNIT_NORM_INIT = (0.001, 0.0001)
 
 
-def _freq2erb(freq_hz):
+def _freq2erb(freq_hz: np.float32) -> np.float32:
     return F32(9.265) * np.log1p(F32(freq_hz) / (F32(24.7) * F32(9.265)))
 
 
-def _erb2freq(n_erb):
+def _erb2freq(n_erb: np.float32) -> np.float32:
     return F32(24.7) * F32(9.265) * (np.exp(F32(n_erb) / F32(9.265)) - F32(1.0))
 
 

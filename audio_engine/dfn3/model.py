@@ -11,12 +11,15 @@ from __future__ import annotations
 import configparser
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 F32 = np.float32
+_T = TypeVar("_T")
 
 
 def bundled_model_path() -> Path:
@@ -93,28 +96,39 @@ def norm_alpha(sr: int, hop_size: int, tau: float) -> float:
         precision += 1
 
 
+def _required(section: configparser.SectionProxy, key: str, convert: Callable[[str], _T]) -> _T:
+    """A key that the model's config.ini must have, converted (int or float)."""
+    value = section.get(key)
+    if value is None:
+        raise ValueError(f"model config.ini has no {key!r} in [{section.name}]")
+    return convert(value)
+
+
 def parse_config(text: str) -> Dfn3Config:
     ini = configparser.ConfigParser()
     ini.read_string(text)
     if ini.get("train", "model", fallback="") != "deepfilternet3":
         raise ValueError(f"not a DeepFilterNet3 model: {ini.get('train', 'model', fallback='?')!r}")
     df, net = ini["df"], ini["deepfilternet"]
-    sr, hop = df.getint("sr"), df.getint("hop_size")
-    alpha = df.getfloat("norm_alpha") if "norm_alpha" in df else norm_alpha(sr, hop, df.getfloat("norm_tau"))
+    sr, hop = _required(df, "sr", int), _required(df, "hop_size", int)
+    if "norm_alpha" in df:
+        alpha = _required(df, "norm_alpha", float)
+    else:
+        alpha = norm_alpha(sr, hop, _required(df, "norm_tau", float))
     return Dfn3Config(
         sr=sr,
-        fft_size=df.getint("fft_size"),
+        fft_size=_required(df, "fft_size", int),
         hop_size=hop,
-        nb_erb=df.getint("nb_erb"),
-        nb_df=df.getint("nb_df"),
-        min_nb_erb_freqs=df.getint("min_nb_erb_freqs"),
-        df_order=df.getint("df_order") if "df_order" in df else net.getint("df_order"),
-        df_lookahead=df.getint("df_lookahead") if "df_lookahead" in df else net.getint("df_lookahead"),
-        conv_lookahead=net.getint("conv_lookahead"),
-        conv_ch=net.getint("conv_ch"),
+        nb_erb=_required(df, "nb_erb", int),
+        nb_df=_required(df, "nb_df", int),
+        min_nb_erb_freqs=_required(df, "min_nb_erb_freqs", int),
+        df_order=_required(df if "df_order" in df else net, "df_order", int),
+        df_lookahead=_required(df if "df_lookahead" in df else net, "df_lookahead", int),
+        conv_lookahead=_required(net, "conv_lookahead", int),
+        conv_ch=_required(net, "conv_ch", int),
         norm_alpha=alpha,
-        lsnr_min=df.getfloat("lsnr_min"),
-        lsnr_max=df.getfloat("lsnr_max"),
+        lsnr_min=_required(df, "lsnr_min", float),
+        lsnr_max=_required(df, "lsnr_max", float),
     )
 
 
@@ -134,7 +148,10 @@ def read_model_tarball(path: str | Path | None = None) -> Dfn3Files:
         for member in tar.getmembers():
             name = Path(member.name).name
             if member.isfile() and name in {"enc.onnx", "erb_dec.onnx", "df_dec.onnx", "config.ini"}:
-                members[name] = tar.extractfile(member).read()
+                data = tar.extractfile(member)
+                if data is None:
+                    raise ValueError(f"{path}: cannot read {member.name}")
+                members[name] = data.read()
     missing = {"enc.onnx", "erb_dec.onnx", "df_dec.onnx", "config.ini"} - members.keys()
     if missing:
         raise ValueError(f"{path} is not a DeepFilterNet ONNX model: missing {', '.join(sorted(missing))}")

@@ -21,6 +21,9 @@ from audio_engine.dfn3.model import Dfn3Files
 
 F32 = np.float32
 
+# Dfn3Network.encode's (e0, e1, e2, e3, c0, emb, lsnr).
+EncoderOutput = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 def relu_(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, F32(0.0), out=x)
@@ -197,16 +200,20 @@ class Dfn3Network:
 
         w, b = enc("/erb_conv0/1/Conv")
         self.erb_conv0 = (np.ascontiguousarray(w.reshape(w.shape[0], 9).T), b)  # (9 taps, out), (out,)
-        self.erb_conv1 = (Depthwise(*enc("/erb_conv1/0/Conv"), stride=2), Pointwise(*enc("/erb_conv1/1/Conv")))
-        self.erb_conv2 = (Depthwise(*enc("/erb_conv2/Conv"), stride=2), Pointwise(*enc("/erb_conv2/Conv_1")))
-        self.erb_conv3 = (Depthwise(*enc("/erb_conv3/0/Conv"), stride=1), Pointwise(*enc("/erb_conv3/1/Conv")))
+        (w,) = enc("/erb_conv1/0/Conv")
+        self.erb_conv1 = (Depthwise(w, stride=2), Pointwise(*enc("/erb_conv1/1/Conv")))
+        (w,) = enc("/erb_conv2/Conv")
+        self.erb_conv2 = (Depthwise(w, stride=2), Pointwise(*enc("/erb_conv2/Conv_1")))
+        (w,) = enc("/erb_conv3/0/Conv")
+        self.erb_conv3 = (Depthwise(w, stride=1), Pointwise(*enc("/erb_conv3/1/Conv")))
         (w,) = enc("/df_conv0/1/Conv")  # (out, 1, 3, 3), 2 groups: input channel g feeds half g of the outputs
         half = w.shape[0] // 2
         grouped = np.zeros((2, 9, w.shape[0]), dtype=F32)  # (input channel, taps, out)
         for g in range(2):
             grouped[g, :, g * half : (g + 1) * half] = w[g * half : (g + 1) * half].reshape(half, 9).T
         self.df_conv0 = (grouped.reshape(18, -1), Pointwise(*enc("/df_conv0/2/Conv")))
-        self.df_conv1 = (Depthwise(*enc("/df_conv1/Conv"), stride=2), Pointwise(*enc("/df_conv1/Conv_1")))
+        (w,) = enc("/df_conv1/Conv")
+        self.df_conv1 = (Depthwise(w, stride=2), Pointwise(*enc("/df_conv1/Conv_1")))
         self.df_fc_emb = GroupedLinear(*enc("/df_fc_emb/0/Einsum"))
         self.enc_lin_in = GroupedLinear(*enc("/emb_gru/linear_in/0/Einsum"))
         self.enc_gru = Gru(*enc("/emb_gru/GRU"))
@@ -221,7 +228,8 @@ class Dfn3Network:
         self.erb_grus = [Gru(*erb("/emb_gru/GRU")), Gru(*erb("/emb_gru/GRU_1"))]
         self.erb_lin_out = GroupedLinear(*erb("/emb_gru/linear_out/Einsum"))
         self.conv3p = ChannelScale(*erb("/conv3p/0/Conv"))
-        self.convt3 = (Depthwise(*erb("/convt3/Conv"), stride=1), Pointwise(*erb("/convt3/Conv_1")))
+        (w,) = erb("/convt3/Conv")
+        self.convt3 = (Depthwise(w, stride=1), Pointwise(*erb("/convt3/Conv_1")))
         self.conv2p = ChannelScale(*erb("/conv2p/Conv"))
         self.convt2 = (DepthwiseTransposed(*erb("/convt2/0/ConvTranspose")), Pointwise(*erb("/convt2/1/Conv")))
         self.conv1p = ChannelScale(*erb("/conv1p/Conv"))
@@ -250,7 +258,7 @@ class Dfn3Network:
 
     # -- encoder -------------------------------------------------------------------------------------------------
 
-    def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray):
+    def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray) -> EncoderOutput:
         """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
 
         Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (B, freqs, channels), emb (512, B)
@@ -285,7 +293,16 @@ class Dfn3Network:
 
     # -- ERB decoder ---------------------------------------------------------------------------------------------
 
-    def decode_erb(self, emb, e3, e2, e1, e0, erb_h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+    def decode_erb(
+        self,
+        emb: np.ndarray,
+        e3: np.ndarray,
+        e2: np.ndarray,
+        e1: np.ndarray,
+        e0: np.ndarray,
+        erb_h: np.ndarray,
+        commit: np.ndarray | None,
+    ) -> np.ndarray:
         """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
         batch = emb.shape[1]
         x = run_grus(self.erb_grus, relu_(self.erb_lin_in(emb)), erb_h, commit)
@@ -307,7 +324,9 @@ class Dfn3Network:
 
     # -- DF decoder ----------------------------------------------------------------------------------------------
 
-    def decode_df(self, emb, c0, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+    def decode_df(
+        self, emb: np.ndarray, c0: np.ndarray, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None
+    ) -> np.ndarray:
         """Deep-filter coefficients (B, nb_df, order) complex64.
 
         df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit`.

