@@ -225,6 +225,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": 'Friends, live streams and recordings. Errors are always {"error": "..."}.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "quietcast.api_schema.document_error_responses",
+    ],
 }
 
 # Root log level for the app's own loggers (DEBUG shows every channel-layer send and receive).

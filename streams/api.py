@@ -135,6 +135,8 @@ class MyRecordingsView(APIView):
 
 
 class UserRecordingsView(APIView):
+    """A person's recordings, for them and their friends: `/api/users/<username>/recordings/`."""
+
     @extend_schema(operation_id="recordings_of_user", responses=RECORDING_LIST)
     def get(self, request: Request, username: str) -> Response:
         owner = owner_visible_to(signed_in(request), username)

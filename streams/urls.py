@@ -16,8 +16,7 @@ api_urlpatterns = [
     path("stream/listener/<str:username>/offer/", api.ListenerOfferView.as_view(), name="api_listener_offer"),
     path("stream/status/<str:username>/", api.StreamStatusView.as_view(), name="api_stream_status"),
     path("recordings/", api.MyRecordingsView.as_view(), name="api_my_recordings"),
-    # Before the username route: a recording id is all digits, and usernames must contain a letter.
     path("recordings/<int:recording_id>/", recordings_views.RecordingDetailView.as_view(), name="api_recording_detail"),
-    path("recordings/<str:username>/", api.UserRecordingsView.as_view(), name="api_user_recordings"),
+    path("users/<str:username>/recordings/", api.UserRecordingsView.as_view(), name="api_user_recordings"),
     path("ice-servers/", api.IceServersView.as_view(), name="api_ice_servers"),
 ]

@@ -58,7 +58,9 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
         ("patch", f"/api/recordings/{RECORDING_ID}/", {"title": "Mine now"}, grid(401, 404, 404, 403, 200)),
         ("delete", f"/api/recordings/{RECORDING_ID}/", None, grid(401, 404, 404, 403, 204)),
     ],
-    "api/recordings/<str:username>/": [("get", "/api/recordings/alice/", None, grid(401, 403, 403, 200, 200))],
+    "api/users/<str:username>/recordings/": [
+        ("get", "/api/users/alice/recordings/", None, grid(401, 403, 403, 200, 200))
+    ],
     "api/ice-servers/": [("get", "/api/ice-servers/", None, grid(401, 200, 200, 200, 200))],
     "login/": [("get", "/login/", None, grid(200, 302, 302, 302, 302))],
     "logout/": [("post", "/logout/", None, grid(302, 302, 302, 302, 302))],

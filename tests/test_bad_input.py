@@ -42,7 +42,7 @@ def test_deeply_nested_json_in_a_recording_rename_is_a_400(api_client, alice):
 
 
 NUL_NAME = "al\x00ice"
-NUL_API_URLS = [f"/api/stream/status/{NUL_NAME}/", f"/api/recordings/{NUL_NAME}/"]
+NUL_API_URLS = [f"/api/stream/status/{NUL_NAME}/", f"/api/users/{NUL_NAME}/recordings/"]
 
 
 @pytest.mark.parametrize("url", NUL_API_URLS)

@@ -39,7 +39,7 @@ async def recordings_seen_by(server_url: str, username: str) -> list[dict]:
     async with aiohttp.ClientSession() as http:
         api = QuietcastApi(server_url, http)
         await api.login(username, PASSWORD)
-        return (await api._call("GET", "/api/recordings/alice/"))["recordings"]
+        return (await api._call("GET", "/api/users/alice/recordings/"))["recordings"]
 
 
 async def test_a_killed_servers_stream_is_saved_on_the_next_start(tmp_path):

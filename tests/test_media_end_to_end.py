@@ -112,7 +112,7 @@ async def test_a_dropped_broadcaster_connection_ends_the_stream_and_saves_it(ser
         await live.publisher.close()  # the tab crashed or the network went: no Stop, no beacon
         await asyncio.wait_for(live.listening, 10)  # the grace period passes and the stream is ended for alice
         status = await bob._call("GET", "/api/stream/status/alice/")
-        recordings = (await bob._call("GET", "/api/recordings/alice/"))["recordings"]
+        recordings = (await bob._call("GET", "/api/users/alice/recordings/"))["recordings"]
         await live.close()
     assert status["is_streaming"] is False
     assert recordings[0]["denoise_enabled"] is False and recordings[0]["duration"] >= 1.0

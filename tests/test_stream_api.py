@@ -115,7 +115,7 @@ def test_stream_status_of_an_unknown_user_is_a_404(api_client, alice):
         ("post", "/api/stream/stop/"),
         ("get", "/api/stream/status/alice/"),
         ("get", "/api/recordings/"),
-        ("get", "/api/recordings/alice/"),
+        ("get", "/api/users/alice/recordings/"),
         ("get", "/api/ice-servers/"),
     ],
 )
@@ -145,14 +145,14 @@ def test_my_recordings_newest_first(api_client, alice):
 @pytest.mark.parametrize(("role", "expected"), [("owner", 200), ("friend", 200), ("pending", 403), ("stranger", 403)])
 def test_a_users_recordings_are_for_the_owner_and_friends(api_client, cast, role, expected):
     make_recording(cast["owner"], "morning show")
-    response = api_client(cast[role]).get("/api/recordings/alice/")
+    response = api_client(cast[role]).get("/api/users/alice/recordings/")
     assert response.status_code == expected
     if expected == 200:
         assert [r["title"] for r in response.json()["recordings"]] == ["morning show"]
 
 
 def test_recordings_of_an_unknown_user_is_a_404(api_client, alice):
-    assert api_client(alice).get("/api/recordings/nobody/").status_code == 404
+    assert api_client(alice).get("/api/users/nobody/recordings/").status_code == 404
 
 
 def test_ice_servers_are_handed_to_clients(api_client, alice, settings):

@@ -32,7 +32,7 @@ export class RecordingList {
 
   // Catches up with the server, e.g. after this page stopped a stream and the socket message may come later.
   async refresh() {
-    const { recordings } = await api(`/api/recordings/${encodeURIComponent(this.owner)}/`);
+    const { recordings } = await api(`/api/users/${encodeURIComponent(this.owner)}/recordings/`);
     for (const recording of recordings.reverse()) this.add(recording);
   }
 

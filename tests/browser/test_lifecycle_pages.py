@@ -69,7 +69,8 @@ def stream_status(page: Page, username: str = "alice") -> dict:
 
 
 def recording_ids(page: Page, username: str = "alice") -> set[int]:
-    return {recording["id"] for recording in page.request.get(f"/api/recordings/{username}/").json()["recordings"]}
+    recordings = page.request.get(f"/api/users/{username}/recordings/").json()["recordings"]
+    return {recording["id"] for recording in recordings}
 
 
 def api_post(page: Page, path: str, body: dict) -> int:

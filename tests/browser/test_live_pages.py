@@ -129,7 +129,7 @@ def test_a_friend_plays_and_seeks_a_recording_and_a_stranger_cannot(log_in, quie
     assert (part.status, part.headers["content-range"], len(part.body())) == (206, f"bytes 1000-1999/{size}", 1000)
 
     assert carol.request.get(audio_url).status == 404
-    assert carol.request.get("/api/recordings/alice/").status == 403
+    assert carol.request.get("/api/users/alice/recordings/").status == 403
     carol.goto("/user/alice/")
     expect(carol.locator(".recording")).to_have_count(0)
 
