@@ -95,6 +95,10 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'd
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several requests write at once (presence, stream lifecycle): wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # ...which SQLite does only for transactions that take the write lock when they begin: a transaction that
+    # reads first and writes later fails at once with "database is locked" when another writer got there in
+    # between (a closing broadcaster's stop beacon racing the page's socket disconnects ended in a 500).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # Tests use a file too: an in-memory database shares one cache whose table locks fail instead of waiting.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 
