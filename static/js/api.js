@@ -46,7 +46,7 @@ export async function api(url, { method = "GET", body } = {}) {
 // Firefox shuts the process down and aborts the page's scripts wherever they next call into JavaScript
 // (logged as "Script terminated by timeout", though nothing ran long): a beacon whose body the handler was
 // still computing (even just reading the CSRF cookie with a regular expression) was lost in about one close
-// out of three. Native calls before it, such as building the form here, are not cut short.
+// out of three. A handler whose first act is the native sendBeacon call got every beacon out.
 export function beaconForm(fields = {}) {
   return new URLSearchParams({ ...fields, csrfmiddlewaretoken: csrfToken() });
 }
