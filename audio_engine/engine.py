@@ -222,6 +222,7 @@ class MediaEngine:
         self._pool: DenoiseWorkerPool | None = None
         self._pool_lock = asyncio.Lock()
         self._watchdog: asyncio.Task | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def _rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.config.ice_servers])
@@ -401,7 +402,9 @@ class MediaEngine:
         listener = broadcast.listeners.get(pc)
         if listener is not None and not listener.connected:
             logger.info("session %s: listener %s did not connect in time", session_id, listener.key)
-            asyncio.ensure_future(self._drop_listener(session_id, broadcast, pc))
+            task = asyncio.ensure_future(self._drop_listener(session_id, broadcast, pc))
+            self._tasks.add(task)  # referenced until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
 
     async def _drop_listener(self, session_id: str, broadcast: _Broadcast, pc: RTCPeerConnection) -> None:
         listener = broadcast.listeners.pop(pc, None)

@@ -80,6 +80,7 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
 
     Denoised streams beyond MAX_DENOISED_STREAMS are refused (DenoiseAtCapacity). The count is not locked, so two
     simultaneous starts may pass it by one: a soft limit is enough to keep the denoisers from falling behind.
+    Refused with ChannelLayerUnavailable, changing nothing, while friends could not be told.
     """
     events.require_reachable()
     limit = settings.MAX_DENOISED_STREAMS

@@ -220,3 +220,16 @@ def test_streams_left_live_by_the_last_run_end_as_a_server_restart(alice, ended_
     with_audio(alice)
     assert len(services.recover_after_restart()) == 1
     assert not live(alice) and ended_reasons == [EndReason.SERVER_RESTART]
+
+
+def test_a_server_whose_aiortc_lacks_the_receive_hook_refuses_to_start(monkeypatch):
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    def handle_packet_without_the_buffer(self, packet):
+        return None
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", handle_packet_without_the_buffer)
+    with pytest.raises(ImproperlyConfigured, match="receive jitter buffer"):
+        apps.get_app_config("streams").ready()
