@@ -133,6 +133,8 @@ export class Broadcaster {
       // Whether the page comes back is the server's to decide: it ends the stream shortly if it does not.
       this.peer?.close();
     });
+    // Back from the browser's page cache: its microphone connection and sockets were closed on the way out.
+    window.addEventListener("pageshow", (event) => { if (event.persisted) location.reload(); });
     this.render();
     if (this.panel.isLive && this.sessionId !== null && tabSession() === this.sessionId) this.resumeSending();
     else if (this.panel.isLive) this.showLiveElsewhere();
