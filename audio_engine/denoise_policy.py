@@ -23,9 +23,12 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 SMOOTHING = 0.05
 # The share of a worker's time planned for work: the rest absorbs jitter, other processes and the event loop.
 TARGET_LOAD = 0.7
-# Beyond this share the worker cannot keep up (its output would fall further and further behind): streams are
-# switched to pass-through until it is back under TARGET_LOAD. The gap between the two keeps decisions apart.
-OVERLOAD = 1.0
+# A worker whose frames wait longer than this (smoothed; about 20 ms when it keeps up) is falling behind: enough
+# streams are switched to pass-through to bring its load back to TARGET_LOAD. Long enough that a backlog that is
+# being caught up (a stream's model being built, a scheduling hiccup of a busy machine) does not count.
+MAX_WAIT_S = 0.15
+# Weight of each tick in the smoothed wait.
+WAIT_SMOOTHING = 0.3
 # A stream switches at most once in this long (except for the first switch of a newly opened stream).
 HYSTERESIS_S = 5.0
 # After a decision the worker's costs are given this long to show its effect before the next one.
@@ -33,11 +36,13 @@ SETTLE_S = 1.0
 
 
 class WorkerLoad:
-    """Smoothed cost of one stream-frame (20 ms) through the model and through the codec on one worker."""
+    """Smoothed cost of one stream-frame (20 ms) through the model and through the codec on one worker, and how
+    long its frames wait to be processed."""
 
     def __init__(self, model_s: float, codec_s: float) -> None:
         self.model_s = model_s
         self.codec_s = codec_s
+        self.wait_s = 0.0
 
     def add(self, report: TickReport) -> None:
         if report.denoised_frames:
@@ -45,6 +50,7 @@ class WorkerLoad:
         if report.frames:
             codec_s = max(0.0, report.busy_s - report.model_s) / report.frames
             self.codec_s += SMOOTHING * (codec_s - self.codec_s)
+            self.wait_s += WAIT_SMOOTHING * (report.max_wait_s - self.wait_s)
 
     def load(self, streams: int, denoised: int) -> float:
         """The share of real time the worker needs for `streams` streams, `denoised` of them through the model."""
@@ -73,17 +79,18 @@ class StreamMode:
 
 
 class ModePolicy:
-    """Decides, for one worker, which streams are denoised: when its load passes OVERLOAD, enough of the newest
-    streams go to pass-through to bring it back to TARGET_LOAD; when a stream waiting in pass-through would fit
-    under TARGET_LOAD again, the longest-running one is denoised again. Each stream switches at most once per
-    `hysteresis_s`, and decisions are `settle_s` apart. `overload`: the load beyond which streams are shed
-    (infinite: never)."""
+    """Decides, for one worker, which streams are denoised: when its frames wait longer than `max_wait_s` (it is
+    falling behind), enough of the newest streams (at least one) go to pass-through to bring its load back to
+    TARGET_LOAD; when a stream waiting in pass-through would fit under TARGET_LOAD again, the longest-running one
+    is denoised again. Each stream switches at most once per `hysteresis_s`, and decisions are `settle_s`
+    apart. The wait, not the estimated load, decides whether to shed: on a shared machine the estimate is noisy,
+    while frames that wait longer and longer are what listeners would hear."""
 
     def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
-                 overload: float = OVERLOAD) -> None:
+                 max_wait_s: float = MAX_WAIT_S) -> None:
         self.hysteresis_s = hysteresis_s
         self.settle_s = settle_s
-        self.overload = overload
+        self.max_wait_s = max_wait_s
         self._next_decision_at = -math.inf
 
     def decide(self, load: WorkerLoad, streams: list[StreamMode], now: float) -> list[StreamMode]:
@@ -93,8 +100,8 @@ class ModePolicy:
         denoised = [s for s in streams if s.denoised]
         current = load.load(len(streams), len(denoised))
         switched: list[StreamMode] = []
-        if current > self.overload and load.model_s > 0:
-            excess = math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)
+        if load.wait_s > self.max_wait_s:
+            excess = max(1, math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)) if load.model_s > 0 else 1
             newest_first = sorted((s for s in denoised if s.settled(now, self.hysteresis_s)), key=lambda s: -s.order)
             switched = newest_first[:excess]
         else:

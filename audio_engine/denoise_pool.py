@@ -10,9 +10,10 @@ timestamp, Opus payload); everything queued in one loop iteration goes out in on
 (Opus packet + int16 PCM per 20 ms frame) are read with loop.add_reader and handed to the stream's output
 callback: one worker, one encoder per stream, so a stream's output is always in input order on one timeline.
 
-Overload: each tick reports its cost; per worker a ModePolicy (audio_engine.denoise_policy) switches whole
-streams to pass-through when the worker would fall behind, and back when there is room again, at most once
-per hysteresis period each; the worker crossfades (ModeCrossfade). The stream's `on_mode_change` says so.
+Overload: each tick reports its cost and how long its frames waited; per worker a ModePolicy
+(audio_engine.denoise_policy) switches whole streams to pass-through when the worker falls behind, and back
+when its measured costs say there is room again, at most once per hysteresis period each; the worker
+crossfades (ModeCrossfade). The stream's `on_mode_change` says so.
 
 Supervision: a worker must report ready within `start_timeout_s` (else DenoiserUnavailable at start, or a
 restart later), and must keep replying (a tick report at least every HEARTBEAT_S) or it is treated as hung,
@@ -40,7 +41,7 @@ import numpy as np
 
 from audio_engine.codec import PassthroughCodec
 from audio_engine.denoise import DenoiseSettings
-from audio_engine.denoise_policy import HYSTERESIS_S, OVERLOAD, ModePolicy, RestartBudget, StreamMode, WorkerLoad
+from audio_engine.denoise_policy import HYSTERESIS_S, MAX_WAIT_S, ModePolicy, RestartBudget, StreamMode, WorkerLoad
 from audio_engine.worker_protocol import (
     OP_CLOSE,
     OP_CLOSED,
@@ -161,7 +162,7 @@ class _Worker:
         self.state = "stopped"  # starting -> ready -> (lost -> starting ...) or given-up
         self.ready_result: asyncio.Future[str | None] | None = None
         self.load: WorkerLoad | None = None
-        self.policy = ModePolicy(pool.hysteresis_s, overload=pool.overload)
+        self.policy = ModePolicy(pool.hysteresis_s, max_wait_s=pool.max_wait_s)
         self.budget = RestartBudget(pool.restarts_per_window, pool.restart_window_s, pool.clock)
         self._process: subprocess.Popen | None = None
         self._unsent = bytearray()
@@ -337,14 +338,14 @@ class DenoiseWorkerPool:
     """A fixed set of supervised denoise worker processes shared by all streams of one MediaEngine.
 
     backend: a name for audio_engine.denoise.make_denoise_backend. clock: monotonic seconds, for the mode
-    hysteresis, the supervision deadlines and the restart window. hysteresis_s, overload: see ModePolicy.
+    hysteresis, the supervision deadlines and the restart window. hysteresis_s, max_wait_s: see ModePolicy.
     """
 
     def __init__(self, workers: int, settings: DenoiseSettings, opus_bitrate: int = 64_000, *,
                  backend: str = "rs", clock: Callable[[], float] = time.monotonic,
                  start_timeout_s: float = START_TIMEOUT_S, hang_timeout_s: float = HANG_TIMEOUT_S,
                  restarts_per_window: int = RESTARTS_PER_WINDOW, restart_window_s: float = RESTART_WINDOW_S,
-                 hysteresis_s: float = HYSTERESIS_S, overload: float = OVERLOAD) -> None:
+                 hysteresis_s: float = HYSTERESIS_S, max_wait_s: float = MAX_WAIT_S) -> None:
         self.settings = settings
         self.opus_bitrate = opus_bitrate
         self.backend = backend
@@ -354,7 +355,7 @@ class DenoiseWorkerPool:
         self.restarts_per_window = restarts_per_window
         self.restart_window_s = restart_window_s
         self.hysteresis_s = hysteresis_s
-        self.overload = overload
+        self.max_wait_s = max_wait_s
         self._workers = [_Worker(self, index) for index in range(max(1, workers))]
         self._stream_ids = count(1)
         self._closing = False

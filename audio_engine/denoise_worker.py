@@ -61,7 +61,7 @@ CALIBRATION_STREAM = 0  # the server numbers its streams from 1
 class _Stream:
     def __init__(self, bitrate: int, delay_samples: int, denoised: bool) -> None:
         self.decoder = FrameDecoder()
-        self.frames: deque[np.ndarray] = deque()
+        self.frames: deque[tuple[float, np.ndarray]] = deque()  # (decoded at, frame)
         self.encoder = OpusEncoder(bitrate)
         self.mode = ModeCrossfade(delay_samples, denoised)
         self.has_model = True
@@ -119,8 +119,8 @@ class Worker:
             if stream is not None:
                 started = time.perf_counter()
                 timestamp, flags = PACKET_HEADER.unpack_from(payload)
-                stream.frames.extend(stream.decoder.push(timestamp, payload[PACKET_HEADER.size :],
-                                                         bool(flags & FLAG_NEW_TIMELINE)))
+                frames = stream.decoder.push(timestamp, payload[PACKET_HEADER.size :], bool(flags & FLAG_NEW_TIMELINE))
+                stream.frames.extend((started, frame) for frame in frames)
                 self._decode_s += time.perf_counter() - started
         elif op == OP_MODE:
             stream = self.streams.get(stream_id)
@@ -153,13 +153,17 @@ class Worker:
         started = time.perf_counter()
         model_s = 0.0
         frames = denoised_frames = rounds = 0
+        max_wait_s = 0.0
         outputs: dict[int, list] = {}
         while rounds < MAX_ROUNDS_PER_TICK:
             ready = {stream_id: stream for stream_id, stream in self.streams.items() if stream.frames}
             if not ready:
                 break
             rounds += 1
-            raw = {stream_id: stream.frames.popleft() for stream_id, stream in ready.items()}
+            round_started = time.perf_counter()
+            waiting = {stream_id: stream.frames.popleft() for stream_id, stream in ready.items()}
+            max_wait_s = max(max_wait_s, round_started - min(decoded_at for decoded_at, _ in waiting.values()))
+            raw = {stream_id: frame for stream_id, (_, frame) in waiting.items()}
             to_model = {stream_id: raw[stream_id] for stream_id, stream in ready.items() if stream.mode.uses_model}
             model_started = time.perf_counter()
             denoised = denoise_frames(self.backend, to_model)
@@ -180,7 +184,7 @@ class Worker:
             replies += encode_message(OP_CLOSED, stream_id)
         busy_s = time.perf_counter() - started + self._decode_s
         self._decode_s = 0.0
-        report = TickReport(frames, denoised_frames, rounds, busy_s, model_s)
+        report = TickReport(frames, denoised_frames, rounds, busy_s, model_s, max_wait_s)
         if frames or replies:
             replies += encode_message(OP_TICK, 0, report.encode())
             self.send(bytes(replies))

@@ -30,7 +30,7 @@ MESSAGE_HEADER = struct.Struct("<IBI")
 PACKET_HEADER = struct.Struct("<IB")
 MODE = struct.Struct("<B")
 FRAME_HEADER = struct.Struct("<H")
-TICK_REPORT = struct.Struct("<IIIdd")
+TICK_REPORT = struct.Struct("<IIIddd")
 FRAME_PCM_BYTES = FRAME_SAMPLES * 2
 # OP_PACKET flag: the timestamps start over (new publisher connection, or packets the worker did not see).
 FLAG_NEW_TIMELINE = 1
@@ -51,16 +51,19 @@ OP_CLOSED = 8
 class TickReport:
     """What one worker tick did: `frames` stream-frames out (all its streams, every round), `denoised_frames` of
     them through the model, in `rounds` frame periods (more than one when catching up), `busy_s` of wall time
-    of which `model_s` in the backend."""
+    of which `model_s` in the backend; `max_wait_s`: the longest a frame waited, from its packet's decoding to
+    its round (grows without bound when the worker cannot keep up)."""
 
     frames: int
     denoised_frames: int
     rounds: int
     busy_s: float
     model_s: float
+    max_wait_s: float = 0.0
 
     def encode(self) -> bytes:
-        return TICK_REPORT.pack(self.frames, self.denoised_frames, self.rounds, self.busy_s, self.model_s)
+        return TICK_REPORT.pack(self.frames, self.denoised_frames, self.rounds, self.busy_s, self.model_s,
+                                self.max_wait_s)
 
     @classmethod
     def decode(cls, payload: bytes) -> TickReport:

@@ -145,7 +145,7 @@ async def feed_in_lockstep(streams, outputs, payloads) -> None:
 
 async def test_worker_pool_decodes_denoises_and_encodes_streams_in_order(noisy_speech):
     # The codec path only: no stream is shed however busy the machine is (overload has its own test).
-    pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings(), backend="rs", overload=NEVER_SHED)
+    pool = DenoiseWorkerPool(workers=2, settings=DenoiseSettings(), backend="rs", max_wait_s=NEVER_SHED)
     await pool.start()
     outputs = [Output(), Output(), Output()]
     streams = [pool.open_stream(output) for output in outputs]
@@ -208,35 +208,40 @@ async def test_an_overloaded_worker_passes_whole_streams_through_in_order_and_sw
     clock = Clock()
     hysteresis_s = 2.0
     pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND, clock=clock,
-                             hysteresis_s=hysteresis_s)
+                             hysteresis_s=hysteresis_s, max_wait_s=0.07)
     await pool.start()
     outputs = [Output() for _ in range(3)]
     switches: list[list[tuple[float, bool]]] = [[], [], []]
     streams = [pool.open_stream(output, lambda denoised, i=i: switches[i].append((clock.now, denoised)))
                for i, output in enumerate(outputs)]
-    payloads = opus_payloads(np.tile(noisy_speech, 2)[: 4 * 48_000])
-    first_ends = 50  # after 1 s the first stream ends: there is room again for one of the others
-    for index, payload in enumerate(payloads):
-        clock.now = index * 0.02
-        if index == first_ends:
+    payloads = opus_payloads(np.tile(noisy_speech, 2)[: 6 * 48_000])
+    # 100 ms of audio per stream at once, then wait for the frames: the last of a burst waits four rounds, so
+    # 4 x 24 ms or more with three streams denoised (falling behind), 4 x ~10 ms with one (keeping up), whatever
+    # the speed of the machine. No real time.
+    burst = 5
+    first_ends = 100  # after 2 s the first stream ends: there is room again for one of the others
+    for begin in range(0, len(payloads), burst):
+        clock.now = begin * 0.02
+        if begin == first_ends:
             await streams[0].close()
-        live = [i for i in range(3) if i or index < first_ends]
-        for i in live:
-            streams[i].submit(index * FRAME, payload)
-        await wait_until(lambda index=index, live=live: all(len(outputs[i].frames) > index for i in live),
+        live = [i for i in range(3) if i or begin < first_ends]
+        for index in range(begin, begin + burst):
+            for i in live:
+                streams[i].submit(index * FRAME, payloads[index])
+        await wait_until(lambda end=begin + burst, live=live: all(len(outputs[i].frames) >= end for i in live),
                          timeout_s=20)
     while_flowing = [list(changes) for changes in switches]
     for stream in streams[1:]:
         await stream.close()
     await pool.close()
 
-    # At the first tick the two newest streams were passed through, each as a whole; the oldest kept denoising.
+    # Before the first stream ended the two newest were passed through, each as a whole; the oldest kept denoising.
     assert while_flowing[0] == []
-    assert [denoised for _, denoised in while_flowing[2]] == [False] and while_flowing[2][0][0] < 0.5
-    # Room came at 1 s, but the second stream was denoised again only once it had been passed through for the
+    assert [denoised for _, denoised in while_flowing[2]] == [False] and while_flowing[2][0][0] < 2.0
+    # Room came at 2 s, but the second stream was denoised again only once it had been passed through for the
     # whole hysteresis period (and the third had to stay: no room for both).
     (shed_at, shed), (resumed_at, resumed) = while_flowing[1]
-    assert (shed, resumed) == (False, True) and shed_at < 0.5
+    assert (shed, resumed) == (False, True) and shed_at == while_flowing[2][0][0]
     assert hysteresis_s <= resumed_at - shed_at < hysteresis_s + 1.5
     reference = decoded(payloads)
     reference = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), reference])
@@ -251,7 +256,7 @@ async def test_an_overloaded_worker_passes_whole_streams_through_in_order_and_sw
 
 
 async def test_a_crashed_worker_is_restarted_and_denoises_again(noisy_speech, clean_speech):
-    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="rs", overload=NEVER_SHED)
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="rs", max_wait_s=NEVER_SHED)
     await pool.start()
     modes: list[bool] = []
     output = Output()
@@ -282,7 +287,7 @@ async def test_a_crashed_worker_is_restarted_and_denoises_again(noisy_speech, cl
 
 async def test_a_hung_worker_is_killed_and_restarted(noisy_speech, clean_speech):
     pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend="rs", hang_timeout_s=1.0,
-                             overload=NEVER_SHED)
+                             max_wait_s=NEVER_SHED)
     await pool.start()
     output = Output()
     stream = pool.open_stream(output)
@@ -352,10 +357,9 @@ async def test_headroom_follows_the_measured_cost_of_the_streams(monkeypatch):
     pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND)
     await pool.start()
     idle = pool.headroom()
-    assert 2 <= idle <= 3
-    streams = [pool.open_stream(Output()) for _ in range(2)]
-    assert pool.headroom() == idle - 2
-    for stream in streams:
-        await stream.close()
+    assert 1 <= idle <= 3  # 14 ms of every 20 for streams of 4 ms (more on a busy machine), plus their codec
+    stream = pool.open_stream(Output())
+    assert pool.headroom() == idle - 1
+    await stream.close()
     assert pool.headroom() == idle
     await pool.close()

@@ -39,11 +39,13 @@ def test_load_follows_the_measured_cost_per_stream_frame():
 def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the_hysteresis():
     policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
     load = WorkerLoad(model_s=0.006, codec_s=0.0)  # 4 streams = 24 ms: more than the 20 ms they last
+    load.wait_s = 0.2  # so frames wait longer and longer
     modes = streams(4)
     shed = policy.decide(load, modes, now=0.0)
     # Back under TARGET_LOAD: 0.7 * 20 ms fits 2 streams of 6 ms.
     assert [m.stream_id for m in shed] == [4, 3] and [m.denoised for m in modes] == [True, True, False, False]
     assert load.load(4, 2) <= TARGET_LOAD
+    load.wait_s = 0.01  # caught up
 
     # Stream 1 ends: room for one more, but only once stream 3 has been passed through for 5 s.
     modes = modes[1:]
@@ -59,6 +61,7 @@ def test_a_stream_switches_at_most_once_per_hysteresis_period_even_when_load_swi
     modes = streams(3)
     switches: dict[int, list[float]] = {m.stream_id: [] for m in modes}
     heavy, light = WorkerLoad(model_s=0.008, codec_s=0.0), WorkerLoad(model_s=0.001, codec_s=0.0)
+    heavy.wait_s = 0.2
     for tick in range(3000):  # 60 s of ticks, the model's cost flipping every 0.5 s
         now = tick * FRAME_S
         for mode in policy.decide(heavy if (tick // 25) % 2 else light, modes, now):
@@ -66,6 +69,20 @@ def test_a_stream_switches_at_most_once_per_hysteresis_period_even_when_load_swi
     assert sum(len(times) for times in switches.values()) >= 6  # it did react
     for times in switches.values():
         assert all(later - earlier >= 5.0 for earlier, later in zip(times, times[1:], strict=False))
+
+
+def test_streams_are_shed_when_frames_wait_too_long_not_when_the_estimate_alone_says_so():
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=0.0)
+    load = WorkerLoad(model_s=0.012, codec_s=0.0)  # 2 streams: 1.2x real time by the smoothed costs
+    modes = streams(2)
+    assert policy.decide(load, modes, now=0.0) == []  # yet the frames do not wait: it keeps up
+    load.wait_s = 0.2
+    assert [m.stream_id for m in policy.decide(load, modes, now=1.0)] == [2]
+    # A worker that falls behind although its costs say it should not sheds one stream at a time.
+    load = WorkerLoad(model_s=0.002, codec_s=0.0)
+    load.wait_s = 0.2
+    modes = streams(3)
+    assert [m.stream_id for m in ModePolicy().decide(load, modes, now=0.0)] == [3]
 
 
 def test_a_stream_without_a_model_is_never_resumed():
