@@ -37,16 +37,3 @@ export async function api(url, { method = "GET", body } = {}) {
   }
   return data;
 }
-
-// The body of a beacon for page unload (a fetch may be cancelled as the page goes away, a beacon is delivered
-// anyway). Beacons cannot set headers, so the CSRF token travels as a form field.
-//
-// Build it before the page goes away, and let the pagehide handler make the one call
-// `navigator.sendBeacon(url, form)` before anything else. When a closing tab is the last page in its process,
-// Firefox shuts the process down and aborts the page's scripts wherever they next call into JavaScript
-// (logged as "Script terminated by timeout", though nothing ran long): a beacon whose body the handler was
-// still computing (even just reading the CSRF cookie with a regular expression) was lost in about one close
-// out of three. A handler whose first act is the native sendBeacon call got every beacon out.
-export function beaconForm(fields = {}) {
-  return new URLSearchParams({ ...fields, csrfmiddlewaretoken: csrfToken() });
-}
