@@ -23,10 +23,13 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 SMOOTHING = 0.05
 # The share of a worker's time planned for work: the rest absorbs jitter, other processes and the event loop.
 TARGET_LOAD = 0.7
-# A worker whose frames wait longer than this (smoothed; about 20 ms when it keeps up) is falling behind: enough
-# streams are switched to pass-through to bring its load back to TARGET_LOAD. Long enough that a backlog that is
-# being caught up (a stream's model being built, a scheduling hiccup of a busy machine) does not count.
+# A worker whose frames wait longer than this (smoothed; about 20 ms when it keeps up) while its measured costs
+# put it beyond OVERLOAD is falling behind: enough streams are switched to pass-through to bring its load back
+# to TARGET_LOAD. A wait with costs that fit is a backlog being caught up (a scheduling hiccup of a busy
+# machine), unless it passes UNEXPLAINED_WAIT_FACTOR times this: then one stream is shed at a time.
 MAX_WAIT_S = 0.15
+OVERLOAD = 0.9
+UNEXPLAINED_WAIT_FACTOR = 4
 # Weight of each tick in the smoothed wait.
 WAIT_SMOOTHING = 0.3
 # A stream switches at most once in this long (except for the first switch of a newly opened stream).
@@ -79,12 +82,12 @@ class StreamMode:
 
 
 class ModePolicy:
-    """Decides, for one worker, which streams are denoised: when its frames wait longer than `max_wait_s` (it is
-    falling behind), enough of the newest streams (at least one) go to pass-through to bring its load back to
-    TARGET_LOAD; when a stream waiting in pass-through would fit under TARGET_LOAD again, the longest-running one
-    is denoised again. Each stream switches at most once per `hysteresis_s`, and decisions are `settle_s`
-    apart. The wait, not the estimated load, decides whether to shed: on a shared machine the estimate is noisy,
-    while frames that wait longer and longer are what listeners would hear."""
+    """Decides, for one worker, which streams are denoised: when it is falling behind (see MAX_WAIT_S), enough of
+    the newest streams (at least one) go to pass-through to bring its load back to TARGET_LOAD; when a stream
+    waiting in pass-through would fit under TARGET_LOAD again, the longest-running one is denoised again. Each
+    stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding needs frames
+    that really wait, not just a high estimate: on a shared machine the estimate is noisy, while frames that
+    wait longer and longer are what listeners would hear."""
 
     def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
                  max_wait_s: float = MAX_WAIT_S) -> None:
@@ -100,7 +103,9 @@ class ModePolicy:
         denoised = [s for s in streams if s.denoised]
         current = load.load(len(streams), len(denoised))
         switched: list[StreamMode] = []
-        if load.wait_s > self.max_wait_s:
+        behind = load.wait_s > self.max_wait_s and (
+            current > OVERLOAD or load.wait_s > UNEXPLAINED_WAIT_FACTOR * self.max_wait_s)
+        if behind:
             excess = max(1, math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)) if load.model_s > 0 else 1
             newest_first = sorted((s for s in denoised if s.settled(now, self.hysteresis_s)), key=lambda s: -s.order)
             switched = newest_first[:excess]

