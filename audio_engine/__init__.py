@@ -34,8 +34,9 @@ through undenoised (False: the server is too busy, or its denoise worker is rest
 
 Admission: `denoise_headroom()` is measured, not configured: each denoise worker reports what every 20 ms tick
 costs it (model and codec time per stream, wall time, so a busy machine counts), and the headroom is how many
-more denoised streams fit under 70 % of each worker's time, less the streams already waiting in pass-through
-for room. Refuse a denoised start when it is 0 (DenoiserUnavailable is for workers that cannot start at all).
+more denoised streams fit under 70 % of each worker's time (an idle worker takes one it can keep up with), less
+the streams already waiting in pass-through for room. Refuse a denoised start when it is 0 (DenoiserUnavailable
+is for workers that cannot start at all).
 
 Re-publishing (a reloaded or reconnecting broadcaster page): `publish()` for a session whose publisher has been
 reported gone answers the new offer and replaces the publisher connection; the session goes on with the same

@@ -60,10 +60,15 @@ class WorkerLoad:
         return (streams * self.codec_s + denoised * self.model_s) / FRAME_S
 
     def headroom(self, streams: int, denoised: int) -> int:
-        """How many more denoised streams fit under TARGET_LOAD."""
-        spare_s = (TARGET_LOAD - self.load(streams, denoised)) * FRAME_S
+        """How many more denoised streams fit under TARGET_LOAD; an idle worker takes one if it can keep up with
+        it at all (a busy machine would otherwise refuse every denoised stream)."""
         per_stream_s = self.model_s + self.codec_s
-        return max(0, math.floor(spare_s / per_stream_s)) if per_stream_s > 0 else 1_000_000
+        if per_stream_s <= 0:
+            return 1_000_000
+        fits = math.floor((TARGET_LOAD - self.load(streams, denoised)) * FRAME_S / per_stream_s)
+        if streams == 0 and per_stream_s <= OVERLOAD * FRAME_S:
+            fits = max(fits, 1)
+        return max(0, fits)
 
 
 @dataclass

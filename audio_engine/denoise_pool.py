@@ -114,7 +114,6 @@ class DenoiseStream:
         else:
             if self._fallback is None:
                 self._fallback = PassthroughCodec(self._pool.opus_bitrate)
-                new_timeline = True
             for opus, pcm in self._fallback.push(timestamp, payload, new_timeline):
                 self._on_output(opus, pcm)
         self.report_mode()

@@ -106,6 +106,8 @@ def calibrate(backend: DenoiseBackend, bitrate: int) -> dict[str, float]:
 
 
 class Worker:
+    """The streams of this process and what is done with them; `send` writes replies to the server."""
+
     def __init__(self, backend: DenoiseBackend, bitrate: int, send: Callable[[bytes], None]) -> None:
         self.backend = backend
         self.bitrate = bitrate

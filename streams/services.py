@@ -105,8 +105,9 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     events.require_reachable()
     _require_recording_space(user)
     limit = settings.MAX_DENOISED_STREAMS
-    at_capacity = limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit
-    if denoise and (at_capacity or media.denoise_headroom() == 0):
+    if denoise and (
+        (limit and ActiveStream.objects.filter(denoise_enabled=True).count() >= limit) or media.denoise_headroom() == 0
+    ):
         existing = active_stream_of(user)
         if existing is not None:
             raise AlreadyLive(existing)

@@ -34,6 +34,10 @@ def test_load_follows_the_measured_cost_per_stream_frame():
     # 0.7 * 20 ms = 14 ms: one stream costs 8.2 ms, so one fits and a second does not.
     assert load.headroom(streams=0, denoised=0) == 1
     assert load.headroom(streams=1, denoised=1) == 0
+    # A stream of 16 ms is past the 14 ms target, but an idle worker keeps up with it: it takes that one.
+    slow = WorkerLoad(model_s=0.016, codec_s=0.0)
+    assert slow.headroom(streams=0, denoised=0) == 1 and slow.headroom(streams=1, denoised=1) == 0
+    assert WorkerLoad(model_s=0.025, codec_s=0.0).headroom(streams=0, denoised=0) == 0
 
 
 def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the_hysteresis():
