@@ -272,6 +272,8 @@ MAX_STREAM_SECONDS = env.float("MAX_STREAM_SECONDS", default=4 * 3600.0)
 RECORDINGS_QUOTA_MB = env.float("RECORDINGS_QUOTA_MB", default=2048.0)
 # Presence sockets one person may hold open at once (tabs and devices), across all server processes.
 MAX_PRESENCE_SOCKETS_PER_USER = env.int("MAX_PRESENCE_SOCKETS_PER_USER", default=20)
+# Stream sockets (`/ws/stream/<username>/`, one per open profile or My page) one person may hold per server process.
+MAX_STREAM_SOCKETS_PER_USER = env.int("MAX_STREAM_SOCKETS_PER_USER", default=20)
 # How often each server process looks for streams past those deadlines.
 STREAM_DEADLINE_CHECK_SECONDS = env.float("STREAM_DEADLINE_CHECK_SECONDS", default=1.0)
 # A listener connection that has not connected this long after its answer is closed (never counted).

@@ -1,10 +1,12 @@
 """WebSocket consumers: authenticate, authorize with the one access rule, relay channel-layer events."""
 
 import logging
+from collections import Counter
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from friends import services as friends
 from quietcast import untrusted_json
@@ -98,6 +100,11 @@ class PresenceConsumer(JsonConsumer):
         )
 
 
+# Open stream sockets per person in this process. Kept in memory, not in the database like presence sockets:
+# they carry no lifecycle meaning, and a per-process bound is enough to stop one account exhausting a server.
+_stream_sockets_by_viewer: Counter[int] = Counter()
+
+
 class StreamConsumer(JsonConsumer):
     """`/ws/stream/<username>/`: listener counts and the end of one person's stream, for them and their friends."""
 
@@ -108,6 +115,11 @@ class StreamConsumer(JsonConsumer):
         if owner is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        if _stream_sockets_by_viewer[viewer.pk] >= settings.MAX_STREAM_SOCKETS_PER_USER:
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        _stream_sockets_by_viewer[viewer.pk] += 1
+        self.counted_viewer: int | None = viewer.pk
         self.owner_id = owner.pk
         self.is_owner = owner.pk == viewer.pk
         self.groups_joined = [events.stream_group(owner.pk), events.viewer_group(viewer.pk)]
@@ -120,6 +132,12 @@ class StreamConsumer(JsonConsumer):
         await self.send_json({"type": "stream_status", **status})
 
     async def disconnect(self, code: int) -> None:
+        viewer_id = getattr(self, "counted_viewer", None)
+        if viewer_id is not None:
+            self.counted_viewer = None
+            _stream_sockets_by_viewer[viewer_id] -= 1
+            if _stream_sockets_by_viewer[viewer_id] <= 0:
+                del _stream_sockets_by_viewer[viewer_id]
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -97,3 +97,19 @@ async def test_presence_sockets_per_person_are_capped(settings, alice):
     assert (await again.connect(timeout=3))[0]
     for socket in (sockets[1], again):
         await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_stream_sockets_per_person_are_capped(settings, alice, bob):
+    settings.MAX_STREAM_SOCKETS_PER_USER = 2
+    _, key = await database_sync_to_async(AuthToken.objects.create)(user=bob)
+    headers = [(b"authorization", f"Token {key}".encode())]
+    sockets = [WebsocketCommunicator(application, "/ws/stream/alice/", headers=headers) for _ in range(3)]
+    results = [await socket.connect(timeout=3) for socket in sockets]
+    assert [connected for connected, _ in results] == [True, True, False]
+    assert results[2][1] == 4429
+    await sockets[0].disconnect()
+    again = WebsocketCommunicator(application, "/ws/stream/alice/", headers=headers)
+    assert (await again.connect(timeout=3))[0]
+    for socket in (sockets[1], again):
+        await socket.disconnect()
