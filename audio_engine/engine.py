@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -24,7 +25,7 @@ from audio_engine.config import (
     StreamNotFound,
     TooManyListenerConnections,
 )
-from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
+from audio_engine.denoise_pool import DenoiserUnavailable, DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
 from audio_engine.recorder import RecordingResult, WavRecorder
@@ -37,8 +38,11 @@ _GONE_CONNECTION_STATES = ("failed", "closed")
 
 
 class _PassthroughStage:
-    """In-loop codec path for streams published without denoising (same shape as DenoiseStream): decoding
-    and re-encoding keeps one outbound format and the recorder's PCM for every stream."""
+    """In-loop codec path for streams published without denoising while no denoise worker can start (same
+    shape as DenoiseStream): decoding and re-encoding keeps one outbound format and the recorder's PCM for
+    every stream. Such a stream cannot be switched to denoised."""
+
+    denoised_s = 0.0
 
     def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
         self._codec = PassthroughCodec(opus_bitrate)
@@ -187,6 +191,8 @@ class _Broadcast:
         if any(listener.connected for _pc, listener in listeners):
             self.engine.events.listener_count_changed(self.session_id, 0)
         result = await asyncio.to_thread(self.recorder.finalize)
+        if self.stage is not None:
+            result = dataclasses.replace(result, denoised_s=min(result.duration_s, self.stage.denoised_s))
         if result.duration_s == 0:
             result.path.unlink(missing_ok=True)  # no audio ever arrived: nothing to keep
         return result
@@ -264,15 +270,7 @@ class MediaEngine:
         broadcast = _Broadcast(self, session_id, Path(recording_path))
         self._broadcasts[session_id] = broadcast
         try:
-            if denoise:
-                pool = await self._denoise_pool()
-                if broadcast.ending:  # ended while the workers were starting
-                    raise StreamNotFound(session_id)
-                broadcast.stage = pool.open_stream(
-                    broadcast.on_processed, functools.partial(self.events.denoise_mode_changed, session_id)
-                )
-            else:
-                broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
+            broadcast.stage = await self._open_stage(broadcast, denoise)
             answer = await self._answer_publisher(broadcast.publisher, offer_sdp)
             if broadcast.ending:
                 raise StreamNotFound(session_id)
@@ -285,6 +283,40 @@ class MediaEngine:
             broadcast.recorder.partial_path.unlink(missing_ok=True)
             broadcast.recorder.path.unlink(missing_ok=True)
             raise
+
+    async def _open_stage(self, broadcast: _Broadcast, denoise: bool) -> DenoiseStream | _PassthroughStage:
+        """Every stream goes to a denoise worker, denoised or not: one Opus encoder and, from its first frame,
+        the model's timeline (pass-through is delayed like the model's output), so that `set_denoise` is a
+        crossfade inside the worker whichever way the stream started. Moving a stream between the loop and a
+        worker later would change its encoder and shift its audio by the model's delay (30 ms), which listeners
+        would hear. A stream without denoising stays in the loop only when the workers cannot start."""
+        try:
+            pool = await self._denoise_pool()
+        except DenoiserUnavailable:
+            if denoise:
+                raise
+            logger.warning("session %s: denoise workers unavailable; its audio is passed through in the loop",
+                           broadcast.session_id)
+            return _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
+        if broadcast.ending:  # ended while the workers were starting
+            raise StreamNotFound(broadcast.session_id)
+        return pool.open_stream(broadcast.on_processed,
+                                functools.partial(self.events.denoise_mode_changed, broadcast.session_id),
+                                denoised=denoise)
+
+    def set_denoise(self, session_id: str, on: bool) -> None:
+        """Change a live session's wish for denoising; the stream switches as a whole with a crossfade on its
+        timeline (same encoder; listeners' audio never stops). Raises StreamNotFound for an unknown session, and
+        DenoiserUnavailable when switching on a stream the denoise workers never took."""
+        broadcast = self._broadcasts.get(session_id)
+        if broadcast is None or broadcast.ending or broadcast.stage is None:
+            raise StreamNotFound(session_id)
+        stage = broadcast.stage
+        if isinstance(stage, _PassthroughStage):
+            if on:
+                raise DenoiserUnavailable("the denoise workers could not start for this stream")
+            return
+        stage.set_denoise(on)
 
     async def _replace_publisher(self, broadcast: _Broadcast, offer_sdp: str) -> str:
         """A new connection for a session whose publisher is gone (e.g. a reloaded broadcaster page)."""
