@@ -270,8 +270,9 @@ class MediaEngine:
         broadcast = _Broadcast(self, session_id, Path(recording_path))
         self._broadcasts[session_id] = broadcast
         try:
+            await self._accept_offer(broadcast.publisher, offer_sdp)  # a bad offer costs no denoise worker
             broadcast.stage = await self._open_stage(broadcast, denoise)
-            answer = await self._answer_publisher(broadcast.publisher, offer_sdp)
+            answer = await self._answer(broadcast.publisher)
             if broadcast.ending:
                 raise StreamNotFound(session_id)
             return answer
@@ -339,6 +340,10 @@ class MediaEngine:
         return answer
 
     async def _answer_publisher(self, link: _PublisherLink, offer_sdp: str) -> str:
+        await self._accept_offer(link, offer_sdp)
+        return await self._answer(link)
+
+    async def _accept_offer(self, link: _PublisherLink, offer_sdp: str) -> None:
         pc = link.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
@@ -347,9 +352,15 @@ class MediaEngine:
                 raise InvalidOffer("the offer has no audio")
             # The session's audio is the first audio track (as when its frames were read from the track).
             install_receive_jitter_buffer(audio[0].receiver, self.config.receive_prefetch, link.on_payload)
-            await pc.setLocalDescription(await pc.createAnswer())
         except InvalidOffer:
             raise
+        except Exception as exc:
+            raise InvalidOffer(str(exc)) from exc
+
+    async def _answer(self, link: _PublisherLink) -> str:
+        pc = link.pc
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             raise InvalidOffer(str(exc)) from exc
         if self.config.broadcaster_opus_bitrate is None:

@@ -52,6 +52,8 @@ RECORDING_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 class FinishedRecording:
     relative_path: str  # relative to RECORDINGS_DIR
     duration: float  # seconds, counted from the samples written
+    # Seconds of it denoised, as the engine did it frame by frame; None when unknown (a repaired orphan).
+    denoised: float | None = None
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,9 @@ def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording |
     if finished is not None:
         if finished.duration_s == 0:
             return None  # no audio ever arrived: the engine kept no file
-        return FinishedRecording(relative_path=_relative(finished.path), duration=finished.duration_s)
+        return FinishedRecording(
+            relative_path=_relative(finished.path), duration=finished.duration_s, denoised=finished.denoised_s
+        )
     orphan_file = partial_path(owner_id, session_id)
     if orphan_file.exists():
         return repair(
@@ -353,6 +357,26 @@ def listen(
         raise OfferRejected(str(error)) from error
     except TooManyListenerConnections as error:
         raise TooManyConnections(error.limit) from error
+
+
+def set_denoise(session_id: uuid.UUID, on: bool) -> None:
+    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole). Nothing to do
+    when this process holds no media for it yet: its first offer is answered with the stream's setting.
+    Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never started)."""
+    if _engine is None or not _engine.is_publishing(str(session_id)):
+        return
+    media_engine = _engine
+
+    async def switch() -> None:
+        media_engine.set_denoise(str(session_id), on)
+
+    try:
+        async_to_sync(switch)()
+    except StreamNotFound:
+        return  # ended meanwhile
+    except DenoiserUnavailable as error:
+        logger.error("cannot switch denoising on for %s: %s", session_id, error)
+        raise DenoiseUnavailable() from error
 
 
 def denoise_headroom() -> int | None:
