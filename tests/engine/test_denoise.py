@@ -13,7 +13,9 @@ import pytest
 from audio_engine import DenoiserUnavailable, EngineConfig, MediaEngine
 from audio_engine.codec import FrameDecoder, OpusPacketEncoder, encode_frame
 from audio_engine.denoise import (
+    CROSSFADE_SAMPLES,
     DFN3_DELAY_SAMPLES,
+    WARMUP_SAMPLES,
     DenoiseSettings,
     PassthroughBackend,
     RsDfn3Backend,
@@ -134,10 +136,11 @@ class Output:
         return np.concatenate([decoder.decode(opus) for opus, _ in self.frames])
 
 
-async def feed_in_lockstep(streams, outputs, payloads) -> None:
+async def feed_in_lockstep(streams, outputs, payloads, first_index: int = 0) -> None:
     """One packet per stream, then wait until every stream has its frame back: the pace of a worker that
-    keeps up, whatever its speed, without the test depending on timing."""
-    for index, payload in enumerate(payloads):
+    keeps up, whatever its speed, without the test depending on timing. `first_index`: the first payload's
+    place in the stream."""
+    for index, payload in enumerate(payloads, start=first_index):
         for stream in streams:
             stream.submit(index * FRAME, payload)
         await wait_until(lambda index=index: all(len(o.frames) > index for o in outputs), timeout_s=20)
@@ -409,3 +412,39 @@ async def test_an_overloaded_engine_passes_the_newest_session_through_and_says_s
     difference = (levels_newer - levels_older)[speech]
     assert abs(np.median(difference[:10])) < 2, difference[:10]
     assert abs(np.median(difference[len(difference) // 2 :]) - 6) < 1.5
+
+
+async def test_a_stream_switched_on_and_off_by_request_crossfades_on_one_timeline_and_counts_what_was_denoised(
+    noisy_speech,
+):
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND, max_wait_s=NEVER_SHED)
+    await pool.start()
+    output, reported = Output(), []
+    stream = pool.open_stream(output, reported.append, denoised=False)
+    payloads = opus_payloads(np.tile(noisy_speech, 2)[: 5 * 48_000])
+    # 1 s passed through, 2 s denoised (its model opened only now), 2 s passed through again.
+    await feed_in_lockstep([stream], [output], payloads[:50])
+    stream.set_denoise(True)
+    await feed_in_lockstep([stream], [output], payloads[50:150], first_index=50)
+    denoised_s = stream.denoised_s
+    stream.set_denoise(False)
+    await feed_in_lockstep([stream], [output], payloads[150:], first_index=150)
+    await stream.close()
+    await pool.close()
+
+    reference = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), decoded(payloads)])
+    recording = output.recording
+    # In order on one timeline: the input delayed by the model's delay, passed through (1.0) or denoised (0.5),
+    # or crossfading between them; each switch once.
+    gains = gain_per_frame(recording, reference[: len(recording)])
+    levels = [bool(g < 0.75) for g in gains if abs(g - 0.5) < 0.05 or abs(g - 1.0) < 0.05]
+    assert levels[0] is False and sum(a != b for a, b in zip(levels, levels[1:], strict=False)) == 2
+    # Denoised for the 2 s asked, less the model's unheard warm-up, give or take half a crossfade at each end
+    # (a frame counts when it is mostly the model's output).
+    half_crossfade_s = CROSSFADE_SAMPLES / 2 / 48_000
+    expected_s = 2.0 - WARMUP_SAMPLES / 48_000
+    assert expected_s - half_crossfade_s - 0.02 <= denoised_s <= expected_s + 0.02, denoised_s
+    assert denoised_s <= stream.denoised_s <= denoised_s + half_crossfade_s + 1e-9, (denoised_s, stream.denoised_s)
+    # The person's own switches are not news of a busy server.
+    assert reported == []
+
