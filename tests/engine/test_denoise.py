@@ -27,7 +27,7 @@ from audio_engine.opus import OpusDecoder, OpusEncoder
 from tests.audio_checks import aligned_pair, level_db
 from tests.engine.fake_backends import SLOWNESS_VARIABLE, SlowHalvingBackend
 
-from .helpers import RecordedEvents, read_wav, start_listener, start_publisher, wait_until
+from .helpers import FIXTURE_DIR, RecordedEvents, read_wav, start_listener, start_publisher, wait_until
 
 SECONDS = 3
 FRAME = 960
@@ -36,6 +36,7 @@ SLOW_BACKEND = "tests.engine.fake_backends:SlowHalvingBackend"
 NEVER_READY_BACKEND = "tests.engine.fake_backends:NeverReadyBackend"
 # Tests of other things than overload run the real model on a shared machine: no stream is ever shed there.
 NEVER_SHED = math.inf
+BROWSER_OFFER = (FIXTURE_DIR / "sdp" / "chromium-publisher-offer.sdp").read_text()
 
 
 def pause_mask(clean: np.ndarray, frame: int = FRAME) -> np.ndarray:
@@ -342,8 +343,19 @@ async def test_a_denoised_publish_is_refused_when_the_workers_do_not_start(tmp_p
     engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=NEVER_READY_BACKEND,
                                       denoise_start_timeout_s=1.0), RecordedEvents())
     with pytest.raises(DenoiserUnavailable):
-        await engine.publish("s1", "offer", denoise=True, recording_path=tmp_path / "s1.wav")
+        await engine.publish("s1", BROWSER_OFFER, denoise=True, recording_path=tmp_path / "s1.wav")
     assert engine.denoise_headroom() is None and not engine.is_publishing("s1")
+    await engine.shutdown()
+
+
+async def test_without_workers_a_plain_stream_still_goes_live_but_cannot_be_switched_on(tmp_path):
+    engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=NEVER_READY_BACKEND,
+                                      denoise_start_timeout_s=1.0), RecordedEvents())
+    answer = await engine.publish("s1", BROWSER_OFFER, denoise=False, recording_path=tmp_path / "s1.wav")
+    assert answer.startswith("v=0") and engine.is_publishing("s1")
+    with pytest.raises(DenoiserUnavailable):
+        engine.set_denoise("s1", True)
+    engine.set_denoise("s1", False)  # already so
     await engine.shutdown()
 
 
