@@ -245,7 +245,8 @@ def _register_recording(
             "audio_path": finished.relative_path,
             "duration": finished.duration,
             "denoised_seconds": finished.denoised,
-            "denoise_enabled": denoise,
+            # Denoising may have been switched while live: a recording is "denoised" when any of it was.
+            "denoise_enabled": denoise if finished.denoised is None else finished.denoised > 0,
         },
     )
     return recording

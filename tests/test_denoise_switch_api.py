@@ -120,22 +120,31 @@ def test_a_stream_the_server_cannot_denoise_is_a_503_and_unchanged(api_client, a
     assert ActiveStream.objects.get(owner=alice).denoise_enabled is False
 
 
+def recordings_finish_with(monkeypatch, *, denoised: float | None) -> None:
+    """A minute of recording, of which the media engine says `denoised` seconds were denoised (None: unknown)."""
+    finished = media.FinishedRecording(relative_path="1/x.wav", duration=60.0, denoised=denoised)
+    monkeypatch.setattr(media, "finish", lambda session_id, owner_id: finished)
+
+
 def test_the_recording_says_how_much_was_denoised(api_client, alice, monkeypatch):
-    monkeypatch.setattr(
-        media,
-        "finish",
-        lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=60.0, denoised=42.5),
-    )
+    recordings_finish_with(monkeypatch, denoised=42.5)
     services.start_stream(alice, denoise=False)
     services.end_stream(alice, reason=EndReason.STOPPED)
     (recording,) = api_client(alice).get("/api/recordings/").json()["recordings"]
     assert recording["denoised_seconds"] == 42.5 and recording["duration"] == 60.0
+    assert recording["denoise_enabled"] is True  # some of it was, though the stream started without
+
+
+def test_a_recording_of_which_nothing_was_denoised_is_not_called_denoised(api_client, alice, monkeypatch):
+    recordings_finish_with(monkeypatch, denoised=0.0)
+    services.start_stream(alice, denoise=True)
+    services.end_stream(alice, reason=EndReason.STOPPED)
+    (recording,) = api_client(alice).get("/api/recordings/").json()["recordings"]
+    assert recording["denoised_seconds"] == 0.0 and recording["denoise_enabled"] is False
 
 
 def test_a_recording_repaired_after_a_crash_does_not_claim_a_denoised_share(api_client, alice, monkeypatch):
-    monkeypatch.setattr(
-        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=60.0)
-    )
+    recordings_finish_with(monkeypatch, denoised=None)
     services.start_stream(alice)
     services.end_stream(alice, reason=EndReason.STOPPED)
     (recording,) = api_client(alice).get("/api/recordings/").json()["recordings"]
