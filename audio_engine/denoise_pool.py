@@ -9,6 +9,9 @@ Design: `workers` processes (default one per core). Each owns the codec path of 
 timestamp, Opus payload); everything queued in one loop iteration goes out in one non-blocking write. Replies
 (Opus packet + int16 PCM per 20 ms frame) are read with loop.add_reader and handed to the stream's output
 callback: one worker, one encoder per stream, so a stream's output is always in input order on one timeline.
+Streams without denoising run there too, passed through on the model's timeline with no model open, so that
+`DenoiseStream.set_denoise` can switch any stream either way while live (a crossfade, like the overload
+switches below); each output frame says whether it was denoised, which the recording counts.
 
 Overload: each tick reports its cost and how long its frames waited; per worker a ModePolicy
 (audio_engine.denoise_policy) switches whole streams to pass-through when the worker falls behind, and back

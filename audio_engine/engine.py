@@ -135,8 +135,8 @@ class _PublisherLink:
 
 
 class _Broadcast:
-    """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise, encode; in a
-    worker process when denoised) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
+    """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise or pass through,
+    encode; in a worker process) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
 
     def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path) -> None:
         self.engine = engine
