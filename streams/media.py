@@ -244,6 +244,30 @@ def engine() -> MediaEngine:
     return _engine
 
 
+def start_with_server() -> None:
+    """Under Daphne: create this process's engine and start its denoise workers now (from the first request),
+    so that the first broadcaster does not wait for the model to load; every stream runs on those workers,
+    denoised or not. Elsewhere (tests calling views directly, management commands) nothing starts."""
+    if _engine is not None or not _daphne_running():
+        return
+    _background(_start_denoise_workers(engine()))
+
+
+async def _start_denoise_workers(media_engine: MediaEngine) -> None:
+    try:
+        await media_engine.start()
+    except DenoiserUnavailable as error:
+        logger.error("denoise workers unavailable (the next publish tries again): %s", error)
+
+
+def _daphne_running() -> bool:
+    try:
+        from twisted.internet import reactor
+    except ImportError:
+        return False
+    return bool(reactor.running)
+
+
 def host_id() -> str:
     """This server process's id as a media host (see ActiveStream.media_host)."""
     return _HOST_ID
@@ -257,13 +281,10 @@ def check_engine_support() -> None:
 def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
     """Under Daphne, before the process exits (SIGTERM, Ctrl-C): say which streams it carries
     (`media_stopping`), so they end through the lifecycle, then stop the engine."""
-    try:
-        from twisted.internet import reactor
-        from twisted.internet.defer import Deferred
-    except ImportError:
+    if not _daphne_running():
         return
-    if not reactor.running:
-        return
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
 
     async def stop() -> None:
         await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
