@@ -138,9 +138,10 @@ class _Broadcast:
     """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise or pass through,
     encode; in a worker process) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
 
-    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path) -> None:
+    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path, denoise: bool) -> None:
         self.engine = engine
         self.session_id = session_id
+        self.denoise = denoise  # the session's wish; it may change while its stage is being opened
         self.publisher = _PublisherLink(self, engine._rtc_configuration())
         self.recorder = WavRecorder(recording_path)
         self.timeline = OutboundTimeline()
@@ -267,11 +268,11 @@ class MediaEngine:
         self._start_watchdog()
         # Registered before the first await, so that end() during the denoise workers' start finds the session
         # and a second offer meanwhile is refused as a second publisher.
-        broadcast = _Broadcast(self, session_id, Path(recording_path))
+        broadcast = _Broadcast(self, session_id, Path(recording_path), denoise)
         self._broadcasts[session_id] = broadcast
         try:
             await self._accept_offer(broadcast.publisher, offer_sdp)  # a bad offer costs no denoise worker
-            broadcast.stage = await self._open_stage(broadcast, denoise)
+            broadcast.stage = await self._open_stage(broadcast)
             answer = await self._answer(broadcast.publisher)
             if broadcast.ending:
                 raise StreamNotFound(session_id)
@@ -285,7 +286,7 @@ class MediaEngine:
             broadcast.recorder.path.unlink(missing_ok=True)
             raise
 
-    async def _open_stage(self, broadcast: _Broadcast, denoise: bool) -> DenoiseStream | _PassthroughStage:
+    async def _open_stage(self, broadcast: _Broadcast) -> DenoiseStream | _PassthroughStage:
         """Every stream goes to a denoise worker, denoised or not: one Opus encoder and, from its first frame,
         the model's timeline (pass-through is delayed like the model's output), so that `set_denoise` is a
         crossfade inside the worker whichever way the stream started. Moving a stream between the loop and a
@@ -294,7 +295,7 @@ class MediaEngine:
         try:
             pool = await self._denoise_pool()
         except DenoiserUnavailable:
-            if denoise:
+            if broadcast.denoise:
                 raise
             logger.warning("session %s: denoise workers unavailable; its audio is passed through in the loop",
                            broadcast.session_id)
@@ -303,20 +304,24 @@ class MediaEngine:
             raise StreamNotFound(broadcast.session_id)
         return pool.open_stream(broadcast.on_processed,
                                 functools.partial(self.events.denoise_mode_changed, broadcast.session_id),
-                                denoised=denoise)
+                                denoised=broadcast.denoise)
 
     def set_denoise(self, session_id: str, on: bool) -> None:
         """Change a live session's wish for denoising; the stream switches as a whole with a crossfade on its
         timeline (same encoder; listeners' audio never stops). Raises StreamNotFound for an unknown session, and
         DenoiserUnavailable when switching on a stream the denoise workers never took."""
         broadcast = self._broadcasts.get(session_id)
-        if broadcast is None or broadcast.ending or broadcast.stage is None:
+        if broadcast is None or broadcast.ending:
             raise StreamNotFound(session_id)
         stage = broadcast.stage
+        if stage is None:  # its first offer is being answered: the stage opens with the new wish
+            broadcast.denoise = on
+            return
         if isinstance(stage, _PassthroughStage):
             if on:
                 raise DenoiserUnavailable("the denoise workers could not start for this stream")
             return
+        broadcast.denoise = on
         stage.set_denoise(on)
 
     async def _replace_publisher(self, broadcast: _Broadcast, offer_sdp: str) -> str:

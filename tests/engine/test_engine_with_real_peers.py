@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from audio_engine import InvalidOffer, PublisherExists, StreamNotFound
+from audio_engine.client import PacedAudioTrack, connect_publisher
 from tests.audio_checks import alignment_lag, level_db, longest_silence_s, pause_level_db
 
 from .helpers import read_wav, start_listener, start_publisher, wait_until, wav_duration
@@ -249,3 +250,22 @@ async def test_denoise_switched_on_while_live_quietens_the_pauses_and_the_audio_
 async def test_switching_denoise_for_an_unknown_session_is_refused(engine):
     with pytest.raises(StreamNotFound):
         engine.set_denoise("nobody", True)
+
+
+async def test_denoise_switched_while_the_first_offer_is_answered_takes_effect(engine, noisy_speech, tmp_path):
+    track = PacedAudioTrack(noisy_speech[: 2 * 48_000])
+
+    async def signal(offer: str) -> str:
+        answering = asyncio.ensure_future(
+            engine.publish("s7", offer, denoise=False, recording_path=tmp_path / "s7.wav")
+        )
+        await wait_until(lambda: engine.is_publishing("s7"))
+        engine.set_denoise("s7", True)
+        return await answering
+
+    pc = await connect_publisher(track, signal)
+    await asyncio.wait_for(track.finished.wait(), 20)
+    await asyncio.sleep(0.3)
+    result = await engine.end("s7")
+    await pc.close()
+    assert result.duration_s > 1.5 and result.denoised_s > result.duration_s - 0.3, result
