@@ -22,6 +22,9 @@ def fixture(name: str) -> np.ndarray:
 
 
 class SilentEvents:
+    def publisher_connected(self, session_id: str) -> None:
+        pass
+
     def publisher_gone(self, session_id: str) -> None:
         pass
 
