@@ -15,8 +15,10 @@ The whole interface used by the web application:
         # the connection is counted and hears audio only once connected and `admit()` (optional) says yes;
         # one that does not connect within config.listener_connect_timeout_s is closed
     closed = await engine.disconnect_listeners(session_id, "42")  # e.g. they are no longer allowed to listen
-    result = await engine.end(session_id)               # RecordingResult(path, duration_s), or None if unknown
-        # (duration 0: no audio was ever recorded, and no file is kept)
+    engine.set_denoise(session_id, on=False)            # while live: stop (or, on=True, start) denoising it
+        # raises StreamNotFound, DenoiserUnavailable (switching on while the denoise workers cannot start)
+    result = await engine.end(session_id)     # RecordingResult(path, duration_s, denoised_s), or None if unknown
+        # (duration 0: no audio was ever recorded, and no file is kept; denoised_s: seconds of it denoised)
     engine.listener_count(session_id) -> int
     engine.is_publishing(session_id) -> bool        # the engine holds the session (until end())
     engine.has_live_publisher(session_id) -> bool   # ... and its publisher has not been reported gone
@@ -31,6 +33,13 @@ says the publisher's connection failed/closed or its audio stopped for
 `media_timeout_s`; the session is NOT ended automatically: call `end(session_id)` to close the listeners and
 get the recording. `denoise_mode_changed(session_id, denoised)` says a denoised session's audio is now passed
 through undenoised (False: the server is too busy, or its denoise worker is restarting) or denoised again (True).
+
+Denoise on/off while live: `set_denoise` switches the whole stream inside its worker with a short crossfade on
+one timeline (the same Opus encoder, no gap for listeners); switching on first warms the model up unheard.
+Every stream runs on a denoise worker, denoised or not, so any stream can be switched (one published without
+denoising is passed through in the loop only when the workers cannot start: it cannot be switched on).
+`denoise_mode_changed` is not called for these switches: the caller asked for them. Whether there is room for
+one more denoised stream is the caller's decision (`denoise_headroom()`).
 
 Admission: `denoise_headroom()` is measured, not configured: each denoise worker reports what every 20 ms tick
 costs it (model and codec time per stream, wall time, so a busy machine counts), and the headroom is how many
@@ -53,9 +62,9 @@ Pipeline per published session (each piece has one job):
     aiortc receiver + jitter.LossTolerantJitterBuffer, whose in-order Opus payloads bypass aiortc's decoder
     -> denoise_pool.DenoiseStream: in a worker process (denoise_worker), codec.FrameDecoder decodes
        (concealing lost packets), the denoise backend (denoise.make_denoise_backend) denoises all the worker's
-       streams together once per 20 ms tick, denoise.ModeCrossfade switches a stream between denoised and
-       pass-through as a whole, and one Opus encoder per stream encodes (in the loop, undenoised, for streams
-       published without denoising or while their worker is restarting)
+       denoised streams together once per 20 ms tick, denoise.ModeCrossfade switches a stream between denoised
+       and pass-through as a whole, and one Opus encoder per stream encodes (in the loop, undenoised, while
+       its worker is restarting, or for streams without denoising when no worker can start)
     -> recorder.WavRecorder (16-bit PCM)  and  codec.OutboundTimeline (the Opus packets as av.Packets)
     -> fanout.EncodedPacketFanout -> one fanout.ListenerTrack per listener (bounded, drops oldest).
 """

@@ -191,6 +191,11 @@ class ModeCrossfade:
             self.uses_model = False
         return out
 
+    @property
+    def output_denoised(self) -> bool:
+        """Whether the last frame out of `mix` was mostly the model's output (what the recording counts)."""
+        return self.uses_model and self._warmup_left == 0 and self._gain >= 0.5
+
     def _delay(self, raw: np.ndarray) -> np.ndarray:
         if not len(self._history):
             return raw

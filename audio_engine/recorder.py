@@ -36,6 +36,8 @@ MAX_SAMPLES = MAX_DATA_BYTES // BYTES_PER_SAMPLE
 class RecordingResult:
     path: Path
     duration_s: float
+    # Of duration_s, how much was denoised (what the worker actually did, frame by frame); 0 when unknown.
+    denoised_s: float = 0.0
 
 
 def partial_path_for(path: Path) -> Path:

@@ -2,13 +2,14 @@
 
 Each message is MESSAGE_HEADER = (payload_bytes: u32, op: u8, stream_id: u32) followed by the payload.
 
-Requests: OP_OPEN (MODE = (denoised: u8)), OP_PACKET (PACKET_HEADER = (RTP timestamp: u32, flags: u8), then one
-          Opus payload as received), OP_MODE (MODE: switch the stream to denoised or pass-through),
-          OP_CLOSE (no payload).
+Requests: OP_OPEN (MODE = (denoised: u8); the stream's model is opened when it is first denoised),
+          OP_PACKET (PACKET_HEADER = (RTP timestamp: u32, flags: u8), then one Opus payload as received),
+          OP_MODE (MODE: switch the stream to denoised or pass-through), OP_CLOSE (no payload).
 Replies:  OP_READY (once at start-up; payload = JSON: {"error": text} when the backend cannot start, else the
           start-up calibration {"model_s": s, "codec_s": s} per stream and 20 ms frame),
           OP_FRAME (per stream and tick with output: the 20 ms frames, in order, each FRAME_HEADER = (Opus
-          bytes: u16), FRAME_PCM_BYTES of int16 PCM for the recorder, the Opus packet for the listeners),
+          bytes: u16, denoised: u8 (the frame is mostly the model's output)), FRAME_PCM_BYTES of int16 PCM for
+          the recorder, the Opus packet for the listeners),
           OP_TICK (stream_id 0, TICK_REPORT after every tick with output, and at least every
           HEARTBEAT_S when idle: the server's sign that the worker is alive and its cost figures),
           OP_FAILED (payload = error text; the stream's model could not be opened: it stays pass-through),
@@ -29,7 +30,7 @@ from audio_engine.framing import FRAME_SAMPLES
 MESSAGE_HEADER = struct.Struct("<IBI")
 PACKET_HEADER = struct.Struct("<IB")
 MODE = struct.Struct("<B")
-FRAME_HEADER = struct.Struct("<H")
+FRAME_HEADER = struct.Struct("<HB")
 TICK_REPORT = struct.Struct("<IIIddd")
 FRAME_PCM_BYTES = FRAME_SAMPLES * 2
 # OP_PACKET flag: the timestamps start over (new publisher connection, or packets the worker did not see).
@@ -83,19 +84,28 @@ def encode_mode_request(op: int, stream_id: int, denoised: bool) -> bytes:
     return encode_message(op, stream_id, MODE.pack(denoised))
 
 
-def encode_frames(frames: list[tuple[bytes, np.ndarray]]) -> bytes:
-    """OP_FRAME payload for (Opus packet, int16 PCM of FRAME_SAMPLES) frames."""
-    return b"".join(FRAME_HEADER.pack(len(opus)) + pcm.tobytes() + opus for opus, pcm in frames)
+@dataclass(frozen=True)
+class OutputFrame:
+    """One 20 ms frame of a stream's output: its Opus packet, its int16 PCM, and whether it was denoised."""
+
+    opus: bytes
+    pcm: np.ndarray
+    denoised: bool
 
 
-def decode_frames(payload: bytes) -> list[tuple[bytes, np.ndarray]]:
+def encode_frames(frames: list[OutputFrame]) -> bytes:
+    """OP_FRAME payload for frames of FRAME_SAMPLES."""
+    return b"".join(FRAME_HEADER.pack(len(f.opus), f.denoised) + f.pcm.tobytes() + f.opus for f in frames)
+
+
+def decode_frames(payload: bytes) -> list[OutputFrame]:
     frames, offset = [], 0
     while offset < len(payload):
-        (opus_bytes,) = FRAME_HEADER.unpack_from(payload, offset)
+        opus_bytes, denoised = FRAME_HEADER.unpack_from(payload, offset)
         offset += FRAME_HEADER.size
         pcm = np.frombuffer(payload, dtype=np.int16, count=FRAME_SAMPLES, offset=offset)
         offset += FRAME_PCM_BYTES
-        frames.append((payload[offset : offset + opus_bytes], pcm))
+        frames.append(OutputFrame(payload[offset : offset + opus_bytes], pcm, bool(denoised)))
         offset += opus_bytes
     return frames
 

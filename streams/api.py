@@ -32,6 +32,10 @@ class StartSerializer(serializers.Serializer):
     denoise = serializers.BooleanField(default=True)
 
 
+class DenoiseSwitchSerializer(serializers.Serializer):
+    denoise = serializers.BooleanField()
+
+
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
@@ -57,6 +61,7 @@ RECORDING_FIELDS: dict[str, serializers.Field] = {
     "duration": serializers.FloatField(),
     "created_at": serializers.DateTimeField(),
     "denoise_enabled": serializers.BooleanField(),
+    "denoised_seconds": serializers.FloatField(allow_null=True),
     "url": serializers.CharField(),
 }
 RECORDING_LIST = inline_serializer(
@@ -119,6 +124,27 @@ class StopStreamView(APIView):
         except ChannelLayerUnavailable as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, EVENTS_DOWN_MESSAGE) from error
         return Response({"status": "stopped", "recording_id": ended.recording.pk if ended.recording else None})
+
+
+class DenoiseSwitchView(APIView):
+    """Switch denoising of the caller's live stream on or off; listeners' audio crossfades and goes on."""
+
+    @extend_schema(
+        request=DenoiseSwitchSerializer,
+        responses=inline_serializer(
+            "DenoiseSwitched", {"session_id": serializers.UUIDField(), "denoise": serializers.BooleanField()}
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = DenoiseSwitchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            stream = services.set_denoise(signed_in(request), body.validated_data["denoise"])
+        except services.NotLive as error:
+            raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream first.") from error
+        except (services.DenoiseAtCapacity, media.DenoiseUnavailable) as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
+        return Response({"session_id": str(stream.session_id), "denoise": stream.denoise_enabled})
 
 
 class StreamStatusView(APIView):

@@ -158,6 +158,10 @@ class StreamConsumer(JsonConsumer):
         if self.is_owner:  # how the server treats the stream is the broadcaster's concern
             await self.send_json({"type": "denoise_mode_changed", "denoised": event["denoised"]})
 
+    async def stream_denoise_switched(self, event: dict) -> None:
+        if self.is_owner:  # the broadcaster's other pages keep their checkbox in step
+            await self.send_json({"type": "denoise_switched", "denoise": event["denoise"]})
+
     async def stream_ended(self, event: dict) -> None:
         await self.send_json({"type": "stream_ended", "reason": event["reason"]})
 

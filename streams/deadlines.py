@@ -2,7 +2,8 @@
 
 Every STREAM_DEADLINE_CHECK_SECONDS, streams that have been away past the grace period or got no audio in time
 are ended (services.end_overdue_streams decides, by the database markers and the lifecycle's clock). The checks
-start with the first request or socket a server process serves (`DeadlineChecks` wraps the ASGI application).
+start with the first request or socket a server process serves (`DeadlineChecks` wraps the ASGI application),
+and so do the media engine's denoise workers (streams.media.start_with_server).
 """
 
 import asyncio
@@ -14,7 +15,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from streams import services
+from streams import media, services
 
 logger = logging.getLogger(__name__)
 
@@ -47,4 +48,5 @@ class DeadlineChecks:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         ensure_deadline_checks()
+        media.start_with_server()  # the denoise workers too, before anyone goes live
         await self.app(scope, receive, send)

@@ -29,6 +29,7 @@ LISTENERS_CHANGED = "stream.listeners_changed"
 STREAM_STARTED = "stream.started"
 STREAM_ENDED = "stream.ended"
 DENOISE_MODE_CHANGED = "stream.denoise_mode_changed"
+DENOISE_SWITCHED = "stream.denoise_switched"
 ACCESS_REVOKED = "viewer.access_revoked"
 CREDENTIALS_CHANGED = "presence.credentials_changed"
 
@@ -124,6 +125,11 @@ def stream_ended(owner_id: int, reason: EndReason) -> None:
 
 def denoise_mode_changed(owner_id: int, denoised: bool) -> None:
     tell_stream_watchers(owner_id, {"type": DENOISE_MODE_CHANGED, "denoised": denoised})
+
+
+def denoise_switched(owner_id: int, denoise: bool) -> None:
+    """The owner switched their live stream's denoising (their other pages' checkboxes follow)."""
+    tell_stream_watchers(owner_id, {"type": DENOISE_SWITCHED, "denoise": denoise})
 
 
 def revoke_stream_access(viewer_id: int, owner_id: int) -> None:

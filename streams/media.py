@@ -52,6 +52,8 @@ RECORDING_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 class FinishedRecording:
     relative_path: str  # relative to RECORDINGS_DIR
     duration: float  # seconds, counted from the samples written
+    # Seconds of it denoised, as the engine did it frame by frame; None when unknown (a repaired orphan).
+    denoised: float | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,30 @@ def engine() -> MediaEngine:
     return _engine
 
 
+def start_with_server() -> None:
+    """Under Daphne: create this process's engine and start its denoise workers now (from the first request),
+    so that the first broadcaster does not wait for the model to load; every stream runs on those workers,
+    denoised or not. Elsewhere (tests calling views directly, management commands) nothing starts."""
+    if _engine is not None or not _daphne_running():
+        return
+    _background(_start_denoise_workers(engine()))
+
+
+async def _start_denoise_workers(media_engine: MediaEngine) -> None:
+    try:
+        await media_engine.start()
+    except DenoiserUnavailable as error:
+        logger.error("denoise workers unavailable (the next publish tries again): %s", error)
+
+
+def _daphne_running() -> bool:
+    try:
+        from twisted.internet import reactor
+    except ImportError:
+        return False
+    return bool(reactor.running)
+
+
 def host_id() -> str:
     """This server process's id as a media host (see ActiveStream.media_host)."""
     return _HOST_ID
@@ -255,13 +281,10 @@ def check_engine_support() -> None:
 def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
     """Under Daphne, before the process exits (SIGTERM, Ctrl-C): say which streams it carries
     (`media_stopping`), so they end through the lifecycle, then stop the engine."""
-    try:
-        from twisted.internet import reactor
-        from twisted.internet.defer import Deferred
-    except ImportError:
+    if not _daphne_running():
         return
-    if not reactor.running:
-        return
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
 
     async def stop() -> None:
         await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
@@ -286,7 +309,9 @@ def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording |
     if finished is not None:
         if finished.duration_s == 0:
             return None  # no audio ever arrived: the engine kept no file
-        return FinishedRecording(relative_path=_relative(finished.path), duration=finished.duration_s)
+        return FinishedRecording(
+            relative_path=_relative(finished.path), duration=finished.duration_s, denoised=finished.denoised_s
+        )
     orphan_file = partial_path(owner_id, session_id)
     if orphan_file.exists():
         return repair(
@@ -353,6 +378,26 @@ def listen(
         raise OfferRejected(str(error)) from error
     except TooManyListenerConnections as error:
         raise TooManyConnections(error.limit) from error
+
+
+def set_denoise(session_id: uuid.UUID, on: bool) -> None:
+    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole). Nothing to do
+    when this process holds no media for it yet: its first offer is answered with the stream's setting.
+    Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never started)."""
+    if _engine is None or not _engine.is_publishing(str(session_id)):
+        return
+    media_engine = _engine
+
+    async def switch() -> None:
+        media_engine.set_denoise(str(session_id), on)
+
+    try:
+        async_to_sync(switch)()
+    except StreamNotFound:
+        return  # ended meanwhile
+    except DenoiserUnavailable as error:
+        logger.error("cannot switch denoising on for %s: %s", session_id, error)
+        raise DenoiseUnavailable() from error
 
 
 def denoise_headroom() -> int | None:

@@ -58,6 +58,9 @@ class StreamRecording(models.Model):
     audio_path = models.CharField(max_length=500)
     duration = models.FloatField(help_text="Seconds of audio actually written.")
     denoise_enabled = models.BooleanField(default=True)
+    # How much of the audio the server actually denoised (denoising can be switched while live, and a busy
+    # server passes streams through); None when unknown (recordings repaired after a crash, older ones).
+    denoised_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

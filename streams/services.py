@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,6 +47,13 @@ class DenoiseAtCapacity(StreamError):
     def __init__(self) -> None:
         super().__init__(
             "Noise removal is at capacity on this server. Go live without denoise, or try again in a few minutes."
+        )
+
+
+class DenoiseSwitchAtCapacity(DenoiseAtCapacity):
+    def __init__(self) -> None:
+        StreamError.__init__(
+            self, "Noise removal is at capacity on this server; your stream goes on without it. Try again later."
         )
 
 
@@ -94,6 +101,16 @@ def _require_recording_space(user: User) -> None:
         raise RecordingQuotaFull(used, quota)
 
 
+def _denoise_at_capacity(other_streams: "QuerySet[ActiveStream]") -> bool:
+    """Whether one more denoised stream beside `other_streams` is refused: beyond MAX_DENOISED_STREAMS, or
+    beyond what the denoise workers measure they can take. The measured headroom refuses only beside other
+    denoised streams: a server with none takes one whatever its load (its worker passes the stream through
+    whole if the machine cannot keep up), so a busy machine never refuses denoising outright."""
+    limit = settings.MAX_DENOISED_STREAMS
+    denoised_live = other_streams.filter(denoise_enabled=True).count()
+    return bool((limit and denoised_live >= limit) or (denoised_live and media.denoise_headroom() == 0))
+
+
 def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
@@ -104,12 +121,7 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     """
     events.require_reachable()
     _require_recording_space(user)
-    limit = settings.MAX_DENOISED_STREAMS
-    denoised_live = ActiveStream.objects.filter(denoise_enabled=True).count() if denoise else 0
-    # The measured headroom refuses a start only beside other denoised streams: a server with none takes one
-    # whatever its load (its worker passes the stream through whole if the machine cannot keep up), so a busy
-    # machine never refuses denoising outright.
-    if denoise and ((limit and denoised_live >= limit) or (denoised_live and media.denoise_headroom() == 0)):
+    if denoise and _denoise_at_capacity(ActiveStream.objects.all()):
         existing = active_stream_of(user)
         if existing is not None:
             raise AlreadyLive(existing)
@@ -129,6 +141,28 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
     events.stream_started(
         user.pk, session_id=str(stream.session_id), started_at=stream.started_at.isoformat(), denoise=denoise
     )
+    return stream
+
+
+def set_denoise(user: User, on: bool) -> ActiveStream:
+    """Switch denoising of `user`'s live stream on or off; its audio crossfades as a whole and goes on.
+
+    Switching on is refused like a denoised start (DenoiseSwitchAtCapacity), or with media.DenoiseUnavailable when
+    the stream's media cannot be denoised; NotLive when nothing is live. Asking for what is already so changes
+    nothing. The owner's pages are told on commit.
+    """
+    stream = active_stream_of(user)
+    if stream is None:
+        raise NotLive()
+    if stream.denoise_enabled == on:
+        return stream
+    if on and _denoise_at_capacity(ActiveStream.objects.exclude(pk=stream.pk)):
+        raise DenoiseSwitchAtCapacity()
+    media.set_denoise(stream.session_id, on)
+    ActiveStream.objects.filter(pk=stream.pk).update(denoise_enabled=on)
+    stream.denoise_enabled = on
+    logger.info("denoise switched: user=%s session=%s denoise=%s", user.username, stream.session_id, on)
+    events.denoise_switched(user.pk, on)
     return stream
 
 
@@ -210,7 +244,9 @@ def _register_recording(
             "title": f"Live on {started:%Y-%m-%d %H:%M}",
             "audio_path": finished.relative_path,
             "duration": finished.duration,
-            "denoise_enabled": denoise,
+            "denoised_seconds": finished.denoised,
+            # Denoising may have been switched while live: a recording is "denoised" when any of it was.
+            "denoise_enabled": denoise if finished.denoised is None else finished.denoised > 0,
         },
     )
     return recording
@@ -224,6 +260,7 @@ def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
         "duration": round(recording.duration, 3),
         "created_at": recording.created_at.isoformat(),
         "denoise_enabled": recording.denoise_enabled,
+        "denoised_seconds": None if recording.denoised_seconds is None else round(recording.denoised_seconds, 3),
         "url": reverse("recording_audio", args=[recording.pk]),
     }
 

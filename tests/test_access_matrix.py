@@ -46,6 +46,8 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
     "api/friends/remove/": [("post", "/api/friends/remove/", {"username": "alice"}, grid(401, 404, 404, 200, 404))],
     "api/stream/start/": [("post", "/api/stream/start/", {"denoise": False}, grid(401, 201, 201, 201, 409))],
     "api/stream/stop/": [("post", "/api/stream/stop/", {}, grid(401, 409, 409, 409, 200))],
+    # Only one's own live stream: the others are not live themselves.
+    "api/stream/denoise/": [("post", "/api/stream/denoise/", {"denoise": False}, grid(401, 409, 409, 409, 200))],
     "api/stream/offer/": [
         ("post", "/api/stream/offer/", {"sdp": "v=0", "type": "offer"}, grid(401, 409, 409, 409, 400))
     ],

@@ -294,6 +294,19 @@ async def test_owner_and_friends_pages_hear_a_stream_start_and_only_the_owner_ge
     await friend.disconnect()
 
 
+async def test_the_owners_pages_hear_denoise_switched_while_live_and_friends_do_not(channel_layer, cast):
+    await database_sync_to_async(services.start_stream)(cast["owner"], denoise=False)
+    owner, _, _ = await connect("/ws/stream/alice/", cast["owner"])
+    friend, _, _ = await connect("/ws/stream/alice/", cast["friend"])
+    for socket in (owner, friend):
+        assert (await socket.receive_json_from())["denoise"] is False
+    await database_sync_to_async(services.set_denoise)(cast["owner"], True)
+    assert await owner.receive_json_from(timeout=1) == {"type": "denoise_switched", "denoise": True}
+    await expect_silence(friend)
+    await owner.disconnect()
+    await friend.disconnect()
+
+
 @pytest.mark.parametrize("reason", ["stopped", "tab_closed"])
 async def test_stop_and_the_unload_beacon_end_the_stream_with_their_reason(channel_layer, cast, reason):
     await database_sync_to_async(services.start_stream)(cast["owner"])

@@ -137,7 +137,9 @@ def test_my_recordings_newest_first(api_client, alice):
     recordings = api_client(alice).get("/api/recordings/").json()["recordings"]
     assert [r["title"] for r in recordings] == ["second", "first"]
     newest = recordings[0]
-    assert set(newest) == {"id", "title", "description", "duration", "created_at", "denoise_enabled", "url"}
+    assert set(newest) == {
+        "id", "title", "description", "duration", "created_at", "denoise_enabled", "denoised_seconds", "url"
+    }
     assert newest["denoise_enabled"] is False and newest["description"] == "late night"
     assert newest["url"] == f"/recordings/{newest['id']}/audio/"
 

@@ -122,11 +122,14 @@ export class Broadcaster {
       onStarted: (message) => this.startedSomewhere(message),
       onEnded: (reason) => this.endedOnServer(reason),
       onDenoiseMode: (denoised) => this.panel.showError(denoised ? "" : DENOISE_PAUSED),
+      onDenoiseSwitched: (denoise) => { if (!this.switchingDenoise) this.denoise.checked = denoise; },
       onDown: () => {
         if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now.");
       },
     });
     this.button.addEventListener("click", () => (this.panel.isLive ? this.stop() : this.start()));
+    this.switchingDenoise = false;
+    this.denoise.addEventListener("change", () => { if (this.panel.isLive) this.switchDenoise(this.denoise.checked); });
     this.askBeforeLeaving();
     window.addEventListener("pagehide", () => {
       // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
@@ -165,8 +168,27 @@ export class Broadcaster {
     this.button.textContent = live ? "Stop Streaming" : "Start Streaming";
     this.button.classList.toggle("danger", live);
     this.button.classList.toggle("primary", !live);
-    // The choice is made when going live; the server cannot switch denoising mid-stream.
-    this.denoise.disabled = live;
+    // Before going live the box is the choice for the start; while live it switches the stream at once.
+    this.denoise.disabled = this.switchingDenoise;
+  }
+
+  // While live: ask the server to switch noise removal; the box shows what is in force, whatever the answer.
+  async switchDenoise(on) {
+    this.switchingDenoise = true;
+    this.render();
+    this.panel.showError("");
+    try {
+      const switched = await api("/api/stream/denoise/", { method: "POST", body: { denoise: on } });
+      this.denoise.checked = switched.denoise;
+      this.panel.say(switched.denoise ? "Denoise is on. Your friends hear you without background noise."
+        : "Denoise is off. Your friends hear your microphone as it is.", { loud: true });
+    } catch (error) {
+      this.denoise.checked = !on;
+      this.panel.showError(`Denoise was not switched ${on ? "on" : "off"}: ${error.plainWords ?? error.message}`);
+    } finally {
+      this.switchingDenoise = false;
+      this.render();
+    }
   }
 
   async start() {
@@ -285,6 +307,7 @@ export class Broadcaster {
       this.startedSomewhere(status);
       return;
     }
+    if (typeof status.denoise === "boolean" && !this.switchingDenoise) this.denoise.checked = status.denoise;
     if (!afterOutage) return;
     if (this.sendsAudio) {
       this.panel.say("You are live. Reconnecting your microphone…");

@@ -11,10 +11,11 @@ export class StreamPanel {
   // been lost since the last one. `onStarted(message)`, `onEnded(reason)`: the stream's start and end.
   // `onDown()`: the server cannot be reached (the socket retries). `onRefused(code)`: the server will not let
   // this page watch any more (e.g. no longer friends). `onDenoiseMode(denoised)`: the server paused (busy) or
-  // resumed noise removal for the stream.
+  // resumed noise removal for the stream. `onDenoiseSwitched(denoise)`: the owner switched noise removal while
+  // live (from this page or another).
   constructor(panel, {
     onStatus = () => {}, onStarted = () => {}, onEnded = () => {}, onDown = () => {}, onRefused = () => {},
-    onDenoiseMode = () => {},
+    onDenoiseMode = () => {}, onDenoiseSwitched = () => {},
   } = {}) {
     this.panel = panel;
     this.username = panel.dataset.username;
@@ -42,6 +43,8 @@ export class StreamPanel {
           onEnded(message.reason);
         } else if (message.type === "denoise_mode_changed") {
           onDenoiseMode(message.denoised);
+        } else if (message.type === "denoise_switched") {
+          onDenoiseSwitched(message.denoise);
         }
       },
       onDown: () => {

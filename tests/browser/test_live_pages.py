@@ -26,13 +26,42 @@ def go_live(alice: Page) -> None:
     expect(alice.get_by_label("Enable Denoise")).to_be_checked()
     alice.get_by_role("button", name="Start Streaming").click()
     expect(alice.get_by_role("button", name="Stop Streaming")).to_be_visible()
-    expect(alice.get_by_label("Enable Denoise")).to_be_disabled()
+    expect(alice.get_by_label("Enable Denoise")).to_be_enabled()  # it switches the live stream
 
 
 def stop_live(alice: Page) -> None:
     alice.get_by_role("button", name="Stop Streaming").click()
     expect(alice.get_by_role("button", name="Start Streaming")).to_be_visible()
     expect(alice.get_by_label("Enable Denoise")).to_be_enabled()
+
+
+def test_denoise_is_switched_while_live_and_a_refusal_is_said_plainly(log_in):
+    alice, bob = log_in("alice"), log_in("bob")
+    bob.add_init_script(KEEP_PEER_CONNECTIONS)
+    go_live(alice)
+    bob.goto("/user/alice/")
+    bob.get_by_role("button", name="Start Listening").click()
+    wait_until_audio_arrives(bob.evaluate)
+    denoise = alice.get_by_label("Enable Denoise")
+
+    denoise.uncheck()
+    expect(alice.locator("[data-stream-state]")).to_contain_text("Denoise is off")
+    assert stream_status(alice, "alice")["denoise"] is False
+    denoise.check()
+    expect(alice.locator("[data-stream-state]")).to_contain_text("Denoise is on")
+    assert stream_status(alice, "alice")["denoise"] is True
+    wait_until_audio_arrives(bob.evaluate)  # the friend's audio went on through both switches
+
+    # The server refusing (at capacity): the box goes back, and the page says why.
+    refusal = "Noise removal is at capacity on this server; your stream goes on without it. Try again later."
+    denoise.uncheck()
+    expect(alice.locator("[data-stream-state]")).to_contain_text("Denoise is off")
+    alice.route("**/api/stream/denoise/", lambda route: route.fulfill(status=503, json={"error": refusal}))
+    denoise.check()
+    expect(alice.locator("[data-stream-error]")).to_have_text(f"Denoise was not switched on: {refusal}")
+    expect(denoise).not_to_be_checked()
+    expect(denoise).to_be_enabled()
+    stop_live(alice)
 
 
 def test_friends_see_the_live_badge_within_a_second_and_strangers_see_nothing(log_in, screenshots_dir):

@@ -10,7 +10,7 @@ from audio_engine.codec import OpusPacketEncoder, OutboundTimeline, PacketDecode
 from audio_engine.framing import MAX_CONCEALED_GAP_SAMPLES
 from audio_engine.jitter import LossTolerantJitterBuffer, PayloadTap
 from audio_engine.opus import OpusDecoder, OpusEncoder, OpusError
-from audio_engine.worker_protocol import decode_frames, encode_frames
+from audio_engine.worker_protocol import OutputFrame, decode_frames, encode_frames
 
 FRAME = 960
 
@@ -87,10 +87,11 @@ def test_outbound_timeline_stamps_20ms_packets_and_skips_whole_frames():
 
 
 def test_worker_reply_frames_round_trip():
-    frames = [(b"abc", np.arange(FRAME, dtype=np.int16)), (b"", np.zeros(FRAME, dtype=np.int16))]
+    frames = [OutputFrame(b"abc", np.arange(FRAME, dtype=np.int16), True),
+              OutputFrame(b"", np.zeros(FRAME, dtype=np.int16), False)]
     decoded = decode_frames(encode_frames(frames))
-    assert [opus for opus, _ in decoded] == [b"abc", b""]
-    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(frames, decoded, strict=True))
+    assert [(frame.opus, frame.denoised) for frame in decoded] == [(b"abc", True), (b"", False)]
+    assert all(np.array_equal(a.pcm, b.pcm) for a, b in zip(frames, decoded, strict=True))
     assert decode_frames(encode_frames([])) == []
 
 

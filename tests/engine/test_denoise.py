@@ -13,7 +13,9 @@ import pytest
 from audio_engine import DenoiserUnavailable, EngineConfig, MediaEngine
 from audio_engine.codec import FrameDecoder, OpusPacketEncoder, encode_frame
 from audio_engine.denoise import (
+    CROSSFADE_SAMPLES,
     DFN3_DELAY_SAMPLES,
+    WARMUP_SAMPLES,
     DenoiseSettings,
     PassthroughBackend,
     RsDfn3Backend,
@@ -25,7 +27,7 @@ from audio_engine.opus import OpusDecoder, OpusEncoder
 from tests.audio_checks import aligned_pair, level_db
 from tests.engine.fake_backends import SLOWNESS_VARIABLE, SlowHalvingBackend
 
-from .helpers import RecordedEvents, read_wav, start_listener, start_publisher, wait_until
+from .helpers import FIXTURE_DIR, RecordedEvents, read_wav, start_listener, start_publisher, wait_until
 
 SECONDS = 3
 FRAME = 960
@@ -34,6 +36,7 @@ SLOW_BACKEND = "tests.engine.fake_backends:SlowHalvingBackend"
 NEVER_READY_BACKEND = "tests.engine.fake_backends:NeverReadyBackend"
 # Tests of other things than overload run the real model on a shared machine: no stream is ever shed there.
 NEVER_SHED = math.inf
+BROWSER_OFFER = (FIXTURE_DIR / "sdp" / "chromium-publisher-offer.sdp").read_text()
 
 
 def pause_mask(clean: np.ndarray, frame: int = FRAME) -> np.ndarray:
@@ -134,10 +137,11 @@ class Output:
         return np.concatenate([decoder.decode(opus) for opus, _ in self.frames])
 
 
-async def feed_in_lockstep(streams, outputs, payloads) -> None:
+async def feed_in_lockstep(streams, outputs, payloads, first_index: int = 0) -> None:
     """One packet per stream, then wait until every stream has its frame back: the pace of a worker that
-    keeps up, whatever its speed, without the test depending on timing."""
-    for index, payload in enumerate(payloads):
+    keeps up, whatever its speed, without the test depending on timing. `first_index`: the first payload's
+    place in the stream."""
+    for index, payload in enumerate(payloads, start=first_index):
         for stream in streams:
             stream.submit(index * FRAME, payload)
         await wait_until(lambda index=index: all(len(o.frames) > index for o in outputs), timeout_s=20)
@@ -339,8 +343,19 @@ async def test_a_denoised_publish_is_refused_when_the_workers_do_not_start(tmp_p
     engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=NEVER_READY_BACKEND,
                                       denoise_start_timeout_s=1.0), RecordedEvents())
     with pytest.raises(DenoiserUnavailable):
-        await engine.publish("s1", "offer", denoise=True, recording_path=tmp_path / "s1.wav")
+        await engine.publish("s1", BROWSER_OFFER, denoise=True, recording_path=tmp_path / "s1.wav")
     assert engine.denoise_headroom() is None and not engine.is_publishing("s1")
+    await engine.shutdown()
+
+
+async def test_without_workers_a_plain_stream_still_goes_live_but_cannot_be_switched_on(tmp_path):
+    engine = MediaEngine(EngineConfig(denoise_workers=1, denoise_backend=NEVER_READY_BACKEND,
+                                      denoise_start_timeout_s=1.0), RecordedEvents())
+    answer = await engine.publish("s1", BROWSER_OFFER, denoise=False, recording_path=tmp_path / "s1.wav")
+    assert answer.startswith("v=0") and engine.is_publishing("s1")
+    with pytest.raises(DenoiserUnavailable):
+        engine.set_denoise("s1", True)
+    engine.set_denoise("s1", False)  # already so
     await engine.shutdown()
 
 
@@ -409,3 +424,39 @@ async def test_an_overloaded_engine_passes_the_newest_session_through_and_says_s
     difference = (levels_newer - levels_older)[speech]
     assert abs(np.median(difference[:10])) < 2, difference[:10]
     assert abs(np.median(difference[len(difference) // 2 :]) - 6) < 1.5
+
+
+async def test_a_stream_switched_on_and_off_by_request_crossfades_on_one_timeline_and_counts_what_was_denoised(
+    noisy_speech,
+):
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND, max_wait_s=NEVER_SHED)
+    await pool.start()
+    output, reported = Output(), []
+    stream = pool.open_stream(output, reported.append, denoised=False)
+    payloads = opus_payloads(np.tile(noisy_speech, 2)[: 5 * 48_000])
+    # 1 s passed through, 2 s denoised (its model opened only now), 2 s passed through again.
+    await feed_in_lockstep([stream], [output], payloads[:50])
+    stream.set_denoise(True)
+    await feed_in_lockstep([stream], [output], payloads[50:150], first_index=50)
+    denoised_s = stream.denoised_s
+    stream.set_denoise(False)
+    await feed_in_lockstep([stream], [output], payloads[150:], first_index=150)
+    await stream.close()
+    await pool.close()
+
+    reference = np.concatenate([np.zeros(DFN3_DELAY_SAMPLES, dtype=np.float32), decoded(payloads)])
+    recording = output.recording
+    # In order on one timeline: the input delayed by the model's delay, passed through (1.0) or denoised (0.5),
+    # or crossfading between them; each switch once.
+    gains = gain_per_frame(recording, reference[: len(recording)])
+    levels = [bool(g < 0.75) for g in gains if abs(g - 0.5) < 0.05 or abs(g - 1.0) < 0.05]
+    assert levels[0] is False and sum(a != b for a, b in zip(levels, levels[1:], strict=False)) == 2
+    # Denoised for the 2 s asked, less the model's unheard warm-up, give or take half a crossfade at each end
+    # (a frame counts when it is mostly the model's output).
+    half_crossfade_s = CROSSFADE_SAMPLES / 2 / 48_000
+    expected_s = 2.0 - WARMUP_SAMPLES / 48_000
+    assert expected_s - half_crossfade_s - 0.02 <= denoised_s <= expected_s + 0.02, denoised_s
+    assert denoised_s <= stream.denoised_s <= denoised_s + half_crossfade_s + 1e-9, (denoised_s, stream.denoised_s)
+    # The person's own switches are not news of a busy server.
+    assert reported == []
+

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from audio_engine import InvalidOffer, PublisherExists, StreamNotFound
-from tests.audio_checks import level_db, pause_level_db
+from audio_engine.client import PacedAudioTrack, connect_publisher
+from tests.audio_checks import alignment_lag, level_db, longest_silence_s, pause_level_db
 
 from .helpers import read_wav, start_listener, start_publisher, wait_until, wav_duration
 
@@ -204,3 +205,67 @@ async def test_disconnecting_one_listener_leaves_the_others_listening(engine, ev
     await pc.close()
     for peer in (bob_phone, bob_laptop, zed):
         await peer.pc.close()
+
+
+async def test_denoise_switched_on_while_live_quietens_the_pauses_and_the_audio_goes_on(
+    engine, events, noisy_speech, clean_speech, tmp_path
+):
+    # Published without denoising: the noisy speech twice, denoising switched on between the two.
+    speech_samples = len(noisy_speech)
+    pc, track = await start_publisher(
+        engine, "s6", np.concatenate([noisy_speech, noisy_speech]), denoise=False, autoplay=True,
+        recording_path=tmp_path / "s6.wav",
+    )
+    listener = await start_listener(engine, "s6")
+    await wait_until(lambda: track.seconds_sent >= speech_samples / 48_000, timeout_s=20)
+    engine.set_denoise("s6", True)
+    switched_at, sent_at_switch = len(listener.audio), track.seconds_sent
+    await asyncio.wait_for(track.finished.wait(), 20)
+    await asyncio.sleep(0.3)
+    result = await engine.end("s6")
+    await asyncio.wait_for(listener.task, 5)
+    await pc.close()
+    await listener.pc.close()
+
+    heard = listener.audio
+    before, after = heard[:switched_at], heard[switched_at + 48_000 :]
+    # The pauses after the switch are at least 10 dB quieter than before it.
+    assert pause_level_db(after, clean_speech) < pause_level_db(before, clean_speech) - 10, (
+        pause_level_db(after, clean_speech), pause_level_db(before, clean_speech))
+    assert level_db(after) > level_db(noisy_speech) - 12  # speech still comes through
+    # Continuous across the switch: nothing missing (a receiver plays zeros for packets that never came), and
+    # the second copy of the speech starts exactly one copy after the first (no jump in time).
+    around_switch = heard[max(0, switched_at - 48_000) : switched_at + 48_000]
+    assert longest_silence_s(around_switch) <= 0.03, longest_silence_s(around_switch)
+    first_copy_at = alignment_lag(before, noisy_speech)
+    second_copy_at = switched_at + alignment_lag(heard[switched_at:], clean_speech)
+    assert abs(second_copy_at - first_copy_at - speech_samples) <= 720, (first_copy_at, second_copy_at)
+    # The person's own switch is not reported as the server pausing denoising.
+    assert events.denoise_modes == []
+    # The recording says how much of it was denoised: what came after the switch, less the model's warm-up.
+    after_switch_s = result.duration_s - sent_at_switch
+    assert after_switch_s - 0.6 < result.denoised_s < after_switch_s, (result.denoised_s, after_switch_s)
+
+
+async def test_switching_denoise_for_an_unknown_session_is_refused(engine):
+    with pytest.raises(StreamNotFound):
+        engine.set_denoise("nobody", True)
+
+
+async def test_denoise_switched_while_the_first_offer_is_answered_takes_effect(engine, noisy_speech, tmp_path):
+    track = PacedAudioTrack(noisy_speech[: 2 * 48_000])
+
+    async def signal(offer: str) -> str:
+        answering = asyncio.ensure_future(
+            engine.publish("s7", offer, denoise=False, recording_path=tmp_path / "s7.wav")
+        )
+        await wait_until(lambda: engine.is_publishing("s7"))
+        engine.set_denoise("s7", True)
+        return await answering
+
+    pc = await connect_publisher(track, signal)
+    await asyncio.wait_for(track.finished.wait(), 20)
+    await asyncio.sleep(0.3)
+    result = await engine.end("s7")
+    await pc.close()
+    assert result.duration_s > 1.5 and result.denoised_s > result.duration_s - 0.3, result

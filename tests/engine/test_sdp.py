@@ -75,6 +75,7 @@ async def test_as_given_by_firefox_aiortc_answers_late_and_without_candidates():
 async def test_the_engine_answers_a_browsers_broadcast_and_listen_offers_at_once_with_candidates(
     browser: str, engine: MediaEngine, tmp_path: Path
 ):
+    await engine.start()  # the denoise workers, which take every stream, start once per server
     started = time.monotonic()
     published = await engine.publish("s1", offer(f"{browser}-publisher"), denoise=False,
                                      recording_path=tmp_path / "s1.wav")
