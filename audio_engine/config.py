@@ -82,6 +82,15 @@ class EngineEvents(Protocol):
         at most once per few seconds."""
 
 
+def require_complete_events(events: object) -> None:
+    """Refuse an events object that lacks one of EngineEvents' callbacks. The engine calls them from aiortc's
+    callbacks and tasks, where an AttributeError is swallowed and the session's audio silently stops."""
+    names = [name for name, value in vars(EngineEvents).items() if callable(value) and not name.startswith("_")]
+    missing = [name for name in names if not callable(getattr(events, name, None))]
+    if missing:
+        raise TypeError(f"{type(events).__name__} is not a complete EngineEvents: it lacks {', '.join(missing)}")
+
+
 class PublisherExists(RuntimeError):
     """The session already has a live publisher (one that has not been reported gone)."""
 

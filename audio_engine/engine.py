@@ -24,6 +24,7 @@ from audio_engine.config import (
     PublisherExists,
     StreamNotFound,
     TooManyListenerConnections,
+    require_complete_events,
 )
 from audio_engine.denoise_pool import DenoiserUnavailable, DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
@@ -224,6 +225,7 @@ class MediaEngine:
 
     def __init__(self, config: EngineConfig, events: EngineEvents) -> None:
         require_receive_hook()  # fail when the server starts, not on a broadcaster's first offer
+        require_complete_events(events)
         self.config = config
         self.events = events
         self._broadcasts: dict[str, _Broadcast] = {}

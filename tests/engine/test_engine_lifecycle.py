@@ -135,3 +135,13 @@ async def test_a_first_publish_that_cannot_be_denoised_leaves_nothing(events, tm
         await start_publisher(broken, "s", tone_of(440, 5), denoise=True, recording_path=tmp_path / "s.wav")
     assert broken.session_ids() == [] and list(tmp_path.iterdir()) == []
     await broken.shutdown()
+
+
+def test_an_events_object_missing_a_callback_is_refused_when_the_engine_is_built(events):
+    class Incomplete:
+        def publisher_gone(self, session_id: str) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="lacks publisher_connected, listener_count_changed, denoise_mode_changed"):
+        MediaEngine(EngineConfig(denoise_workers=1), Incomplete())
+    MediaEngine(EngineConfig(denoise_workers=1), events)  # the tests' complete one is accepted
