@@ -24,13 +24,20 @@ def revoke_all_api_tokens(user: AbstractBaseUser) -> int:
     return deleted
 
 
-def revoke_credentials_if_password_changed(sender: type[User], instance: User, raw: bool = False, **_: object) -> None:
+def revoke_credentials_if_password_changed(
+    sender: type[User],
+    instance: User,
+    raw: bool = False,
+    update_fields: frozenset[str] | None = None,
+    **_: object,
+) -> None:
     """`pre_save` of the user model: whoever held the old password loses every token and open socket.
 
     Django has no "password changed" signal; comparing with the stored hash catches every path that changes it
-    (the admin, `changepassword`, a password reset, `set_password` then `save`).
+    (the admin, `changepassword`, a password reset, `set_password` then `save`). A save limited to other fields
+    (every login updates `last_login` alone) cannot change it, and costs no query.
     """
-    if raw or instance.pk is None:
+    if raw or instance.pk is None or (update_fields is not None and "password" not in update_fields):
         return
     stored = User.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
     if stored is not None and stored != instance.password:

@@ -118,3 +118,11 @@ async def test_a_revoked_token_cannot_open_a_socket(alice):
     )
     connected, code = await socket.connect(timeout=3)
     assert not connected and code == 4401
+
+
+def test_logging_in_again_keeps_tokens_and_skips_the_password_check(alice, django_assert_num_queries):
+    token = obtain_token()
+    alice.last_login = timezone.now()
+    with django_assert_num_queries(1):  # the UPDATE of last_login alone, no read of the stored password
+        alice.save(update_fields=["last_login"])
+    assert works(token)
