@@ -193,12 +193,13 @@ class _Worker:
         self.load: WorkerLoad | None = None
         self.policy = ModePolicy(pool.hysteresis_s, max_wait_s=pool.max_wait_s)
         self.budget = RestartBudget(pool.restarts_per_window, pool.restart_window_s, pool.clock)
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stdin_fd = self._stdout_fd = -1  # the process's pipes, while it runs
         self._unsent = bytearray()
         self._flush_scheduled = False
         self._writer_registered = False
         self._received = bytearray()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running_loop: asyncio.AbstractEventLoop | None = None
         self.started_at = 0.0
         self.last_reply_at = 0.0
 
@@ -207,13 +208,19 @@ class _Worker:
         return self.state == "ready"
 
     @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the worker was started on (set by start(), before anything can need it)."""
+        assert self._running_loop is not None, "worker used before start()"
+        return self._running_loop
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._running_loop = asyncio.get_running_loop()
         pool = self._pool
-        self._process = subprocess.Popen(
+        process = self._process = subprocess.Popen(
             [sys.executable, "-m", "audio_engine.denoise_worker", json.dumps(dataclasses.asdict(pool.settings)),
              pool.backend, str(pool.opus_bitrate)],
             stdin=subprocess.PIPE,
@@ -222,15 +229,17 @@ class _Worker:
             close_fds=True,
             env=_worker_environment(),
         )
-        os.set_blocking(self._process.stdin.fileno(), False)
-        os.set_blocking(self._process.stdout.fileno(), False)
+        assert process.stdin is not None and process.stdout is not None  # both asked for as pipes above
+        self._stdin_fd, self._stdout_fd = process.stdin.fileno(), process.stdout.fileno()
+        os.set_blocking(self._stdin_fd, False)
+        os.set_blocking(self._stdout_fd, False)
         self._unsent.clear()
         self._flush_scheduled = self._writer_registered = False
         self._received.clear()
         self.ready_result = self._loop.create_future()
         self.state = "starting"
         self.started_at = self.last_reply_at = pool.clock()
-        self._loop.add_reader(self._process.stdout.fileno(), self._on_readable)
+        self._loop.add_reader(self._stdout_fd, self._on_readable)
         for stream in self.streams.values():
             self.send(encode_mode_request(OP_OPEN, stream.stream_id, stream.mode.denoised and stream.mode.wanted))
 
@@ -260,7 +269,7 @@ class _Worker:
         if self.state not in ("starting", "ready") or not self._unsent:
             return
         try:
-            written = os.write(self._process.stdin.fileno(), self._unsent)
+            written = os.write(self._stdin_fd, self._unsent)
         except BlockingIOError:
             written = 0
         except OSError:
@@ -269,14 +278,14 @@ class _Worker:
         del self._unsent[:written]
         if self._unsent and not self._writer_registered:
             self._writer_registered = True
-            self._loop.add_writer(self._process.stdin.fileno(), self._flush)
+            self._loop.add_writer(self._stdin_fd, self._flush)
         elif not self._unsent and self._writer_registered:
             self._writer_registered = False
-            self._loop.remove_writer(self._process.stdin.fileno())
+            self._loop.remove_writer(self._stdin_fd)
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._process.stdout.fileno(), 1 << 16)
+            data = os.read(self._stdout_fd, 1 << 16)
         except BlockingIOError:
             return
         if not data:
@@ -304,12 +313,14 @@ class _Worker:
                 stream._finished()
         elif op == OP_READY:
             answer = json.loads(payload)
+            ready_result = self.ready_result
+            assert ready_result is not None  # start() created it before the process could answer
             if "error" in answer:
-                self.ready_result.set_result(answer["error"])  # the worker exits by itself
+                ready_result.set_result(answer["error"])  # the worker exits by itself
                 return
             self.load = WorkerLoad(answer["model_s"], answer["codec_s"])
             self.state = "ready"
-            self.ready_result.set_result(None)
+            ready_result.set_result(None)
             for stream in self.streams.values():
                 stream.report_mode()
         elif op == OP_FAILED:
@@ -342,12 +353,13 @@ class _Worker:
         if self._process is None:
             return
         if was_running:
-            self._loop.remove_reader(self._process.stdout.fileno())
+            self._loop.remove_reader(self._stdout_fd)
             if self._writer_registered:
-                self._loop.remove_writer(self._process.stdin.fileno())
+                self._loop.remove_writer(self._stdin_fd)
             self._writer_registered = False
             for pipe in (self._process.stdin, self._process.stdout):
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
@@ -396,8 +408,8 @@ class DenoiseWorkerPool:
         for worker in self._workers:
             worker.start()
         try:
-            errors = await asyncio.wait_for(asyncio.gather(*(w.ready_result for w in self._workers)),
-                                            self.start_timeout_s)
+            starting = [w.ready_result for w in self._workers if w.ready_result is not None]
+            errors = await asyncio.wait_for(asyncio.gather(*starting), self.start_timeout_s)
         except TimeoutError:
             errors = [f"the denoise workers did not start within {self.start_timeout_s:g} s"]
         if any(errors):
@@ -425,6 +437,8 @@ class DenoiseWorkerPool:
         return stream
 
     def _on_tick(self, worker: _Worker) -> None:
+        if worker.load is None:
+            return
         modes = [stream.mode for stream in worker.streams.values()]
         for mode in worker.policy.decide(worker.load, modes, self.clock()):
             worker.send(encode_mode_request(OP_MODE, mode.stream_id, mode.denoised))
@@ -450,7 +464,7 @@ class DenoiseWorkerPool:
 
     @staticmethod
     def _worker_headroom(worker: _Worker) -> int:
-        if not worker.ready:
+        if not worker.ready or worker.load is None:
             return 0
         return worker.load.headroom(*worker.streams_denoised())
 
