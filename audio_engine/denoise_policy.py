@@ -2,9 +2,13 @@
 worker may be restarted. Pure bookkeeping (no processes, no I/O): time is always passed in or read from an
 injected clock.
 
-Load: each worker measures every tick (audio_engine.worker_protocol.TickReport); the cost of one stream-frame
-through the model and through the codec are smoothed from those reports (starting from the worker's start-up
-calibration), and a worker's load is what its current streams cost per 20 ms of audio, as a share of 20 ms.
+Load: each worker measures every tick (audio_engine.worker_protocol.TickReport); the costs of the model and of
+the codec are smoothed from those reports (starting from the worker's start-up calibration), and a worker's load
+is what its current streams cost per 20 ms of audio, as a share of 20 ms. The model's cost per round is affine
+in the number of streams it advances: a fixed part per call and a part per stream. For one processor per stream
+the fixed part is ~0; for the batched DeepFilterNet3 it is most of a small batch (`bench.denoise_model`: one
+stream alone costs ~6x what each of 16 in one call does), so a per-stream average would misjudge both how many
+more streams fit and how many must go when a worker falls behind.
 Wall time, not CPU time: a worker that waits for a core because the machine is busy is just as late.
 """
 
@@ -39,17 +43,28 @@ SETTLE_S = 1.0
 
 
 class WorkerLoad:
-    """Smoothed cost of one stream-frame (20 ms) through the model and through the codec on one worker, and how
-    long its frames wait to be processed."""
+    """Smoothed costs of one worker, per 20 ms frame: the model's `model_fixed_s` per round plus `model_s` per
+    denoised stream, the codec's `codec_s` per stream; and how long its frames wait to be processed."""
 
-    def __init__(self, model_s: float, codec_s: float) -> None:
+    def __init__(self, model_s: float, codec_s: float, model_fixed_s: float = 0.0) -> None:
         self.model_s = model_s
+        self.model_fixed_s = model_fixed_s
         self.codec_s = codec_s
         self.wait_s = 0.0
 
+    def model_cost(self, denoised: float) -> float:
+        """Seconds of model time per 20 ms frame for `denoised` streams advanced together."""
+        return self.model_fixed_s + denoised * self.model_s if denoised else 0.0
+
     def add(self, report: TickReport) -> None:
-        if report.denoised_frames:
-            self.model_s += SMOOTHING * (report.model_s / report.denoised_frames - self.model_s)
+        if report.denoised_frames and report.rounds:
+            # Both parts scale together: what changes while running is how fast this machine is now (other
+            # processes, clock speed), not the shape measured at start.
+            expected = self.model_cost(report.denoised_frames / report.rounds) * report.rounds
+            if expected > 0:
+                factor = 1.0 + SMOOTHING * (report.model_s / expected - 1.0)
+                self.model_s *= factor
+                self.model_fixed_s *= factor
         if report.frames:
             codec_s = max(0.0, report.busy_s - report.model_s) / report.frames
             self.codec_s += SMOOTHING * (codec_s - self.codec_s)
@@ -57,7 +72,7 @@ class WorkerLoad:
 
     def load(self, streams: int, denoised: int) -> float:
         """The share of real time the worker needs for `streams` streams, `denoised` of them through the model."""
-        return (streams * self.codec_s + denoised * self.model_s) / FRAME_S
+        return (streams * self.codec_s + self.model_cost(denoised)) / FRAME_S
 
     def headroom(self, streams: int, denoised: int) -> int:
         """How many more denoised streams fit under TARGET_LOAD; an idle worker takes one if it can keep up with
@@ -65,8 +80,11 @@ class WorkerLoad:
         per_stream_s = self.model_s + self.codec_s
         if per_stream_s <= 0:
             return 1_000_000
-        fits = math.floor((TARGET_LOAD - self.load(streams, denoised)) * FRAME_S / per_stream_s)
-        if streams == 0 and per_stream_s <= OVERLOAD * FRAME_S:
+        spare_s = (TARGET_LOAD - self.load(streams, denoised)) * FRAME_S
+        if not denoised:
+            spare_s -= self.model_fixed_s  # the first denoised stream brings the model's fixed cost
+        fits = math.floor(spare_s / per_stream_s + 1e-9)  # exact fits count despite float rounding
+        if streams == 0 and self.load(1, 1) <= OVERLOAD:
             fits = max(fits, 1)
         return max(0, fits)
 
@@ -88,8 +106,9 @@ class StreamMode:
 
 class ModePolicy:
     """Decides, for one worker, which streams are denoised: when it is falling behind (see MAX_WAIT_S), enough of
-    the newest streams (at least one) go to pass-through to bring its load back to TARGET_LOAD; when a stream
-    waiting in pass-through would fit under TARGET_LOAD again, the longest-running one is denoised again. Each
+    the newest streams (at least one, at most half) go to pass-through to bring its load back to TARGET_LOAD;
+    when a stream waiting in pass-through would fit under TARGET_LOAD again, the longest-running one is denoised
+    again. Each
     stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding needs frames
     that really wait, not just a high estimate: on a shared machine the estimate is noisy, while frames that
     wait longer and longer are what listeners would hear."""
@@ -112,12 +131,16 @@ class ModePolicy:
             current > OVERLOAD or load.wait_s > UNEXPLAINED_WAIT_FACTOR * self.max_wait_s)
         if behind:
             excess = max(1, math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)) if load.model_s > 0 else 1
+            # At most half (rounded up) at once: the wait lags behind and the costs are estimates, and a stream
+            # shed for nothing is passed through for a whole hysteresis period. If half was not enough, the next
+            # decision (settle_s later) sheds more.
+            excess = min(excess, max(1, (len(denoised) + 1) // 2))
             newest_first = sorted((s for s in denoised if s.settled(now, self.hysteresis_s)), key=lambda s: -s.order)
             switched = newest_first[:excess]
         else:
             waiting = sorted((s for s in streams if s.wanted and not s.denoised and s.settled(now, self.hysteresis_s)),
                              key=lambda s: s.order)
-            if waiting and current + load.model_s / FRAME_S <= TARGET_LOAD:
+            if waiting and load.load(len(streams), len(denoised) + 1) <= TARGET_LOAD:
                 switched = waiting[:1]
         for stream in switched:
             stream.denoised = not stream.denoised

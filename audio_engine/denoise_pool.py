@@ -318,7 +318,7 @@ class _Worker:
             if "error" in answer:
                 ready_result.set_result(answer["error"])  # the worker exits by itself
                 return
-            self.load = WorkerLoad(answer["model_s"], answer["codec_s"])
+            self.load = WorkerLoad(answer["model_s"], answer["codec_s"], answer["model_fixed_s"])
             self.state = "ready"
             ready_result.set_result(None)
             for stream in self.streams.values():

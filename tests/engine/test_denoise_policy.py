@@ -40,6 +40,45 @@ def test_load_follows_the_measured_cost_per_stream_frame():
     assert WorkerLoad(model_s=0.025, codec_s=0.0).headroom(streams=0, denoised=0) == 0
 
 
+def test_a_batched_model_costs_a_fixed_part_per_call_and_a_small_part_per_stream():
+    # Shaped like the batched DeepFilterNet3: 4 ms per call whatever the batch, 0.5 ms more per stream.
+    load = WorkerLoad(model_s=0.0005, codec_s=0.0, model_fixed_s=0.004)
+    assert load.load(streams=1, denoised=1) == pytest.approx(0.0045 / FRAME_S)
+    assert load.load(streams=16, denoised=16) == pytest.approx(0.012 / FRAME_S)
+    assert load.load(streams=3, denoised=0) == 0.0  # no model call at all
+    # 14 ms target: the first stream brings the fixed 4 ms, then 0.5 ms each: 20 from idle.
+    assert load.headroom(streams=0, denoised=0) == 20
+    assert load.headroom(streams=16, denoised=16) == 4
+    # A per-stream average (0.75 ms at 16) would have said 2, and from idle 18.
+    for _ in range(300):  # the machine turns out twice as slow: both parts double, the shape stays
+        load.add(TickReport(frames=16, denoised_frames=16, rounds=1, busy_s=0.024, model_s=0.024))
+    assert load.model_fixed_s == pytest.approx(0.008, rel=1e-3) and load.model_s == pytest.approx(0.001, rel=1e-3)
+    assert load.headroom(streams=0, denoised=0) == 6
+
+
+def test_when_falling_behind_a_batched_worker_sheds_what_brings_it_back_to_the_target():
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    load = WorkerLoad(model_s=0.001, codec_s=0.0, model_fixed_s=0.004)  # 20 streams: 24 ms per 20 ms
+    load.wait_s = 0.2
+    modes = streams(20)
+    shed = policy.decide(load, modes, now=0.0)
+    # Back to 14 ms: 10 ms of per-stream cost, 10 streams (a per-stream average of 1.2 ms would shed 9 and stay
+    # over the target).
+    assert [m.stream_id for m in shed] == list(range(20, 10, -1))
+    assert load.load(20, 10) == pytest.approx(TARGET_LOAD)
+
+
+def test_a_worker_sheds_at_most_half_of_its_denoised_streams_at_once():
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    load = WorkerLoad(model_s=0.008, codec_s=0.0, model_fixed_s=0.004)  # 4 streams: 36 ms, 1.8x real time
+    load.wait_s = 0.2
+    modes = streams(4)
+    assert [m.stream_id for m in policy.decide(load, modes, now=0.0)] == [4, 3]  # 3 would reach the target
+    assert policy.decide(load, modes, now=0.5) == []  # settling
+    # Still behind after settling: the next half of what is left.
+    assert [m.stream_id for m in policy.decide(load, modes, now=1.0)] == [2]
+
+
 def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the_hysteresis():
     policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
     load = WorkerLoad(model_s=0.006, codec_s=0.0)  # 4 streams = 24 ms: more than the 20 ms they last
