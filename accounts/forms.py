@@ -52,3 +52,7 @@ class RegistrationForm(UserCreationForm):
         keep_passwords = not {"password1", "password2"} & self.errors.keys()
         for name in ("password1", "password2"):
             self.fields[name].widget.render_value = keep_passwords
+        # Screen readers read a field's errors along with its rules when the field is focused.
+        for name in self.errors.keys() & self.fields.keys():
+            field_id = self[name].auto_id
+            self.fields[name].widget.attrs["aria-describedby"] = f"{field_id}_errors {field_id}_helptext"

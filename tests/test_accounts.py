@@ -142,7 +142,9 @@ class TestRegisterForm:
         errors = response.context["form"].errors
         assert "too short" in " ".join(errors["password1"])
         assert "password2" not in errors
-        assert 'id="id_password1_errors"' in response.content.decode()
+        page = response.content.decode()
+        assert 'id="id_password1_errors"' in page
+        assert 'aria-describedby="id_password1_errors id_password1_helptext"' in page
 
     def test_a_mismatch_goes_under_the_confirmation(self, client):
         errors = self.post(client, password2=PASSWORD + "x").context["form"].errors
