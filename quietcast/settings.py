@@ -48,6 +48,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
 
 # Extra origins (scheme://host:port) allowed to POST forms and open WebSockets, e.g. behind a proxy.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A form refused for its CSRF token gets a page in the site's layout that says what to do.
+CSRF_FAILURE_VIEW = "quietcast.error_pages.csrf_failure"
 
 # --- serving on the public internet -------------------------------------------------------------------------
 # "This site is served over https", whether Quietcast terminates TLS itself or a proxy in front of it does:
@@ -166,7 +168,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# The README's screenshots double as the landing page's picture (/static/screenshots/…).
+STATICFILES_DIRS = [BASE_DIR / "static", ("screenshots", BASE_DIR / "docs")]
 STATIC_ROOT = VAR_DIR / "static"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

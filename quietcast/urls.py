@@ -22,3 +22,9 @@ urlpatterns = [
     path("", include("streams.urls")),
     path("", include("friends.urls")),
 ]
+
+# Pages in the site's layout with a way back; `{"error": ...}` under /api/.
+handler400 = "quietcast.error_pages.bad_request"
+handler403 = "quietcast.error_pages.permission_denied"
+handler404 = "quietcast.error_pages.page_not_found"
+handler500 = "quietcast.error_pages.server_error"

@@ -10,9 +10,11 @@ from friends import services as friends
 from streams import services
 
 
-@login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
+    """Home for a signed-in person; for anyone else, the landing page that says what Quietcast is."""
+    if not request.user.is_authenticated:
+        return render(request, "landing.html")
     people = list(friends.friends_of(signed_in(request)))
     live = services.live_user_ids([friend.pk for friend in people])
     return render(request, "friends/home.html", {"friends": people, "live_ids": live})

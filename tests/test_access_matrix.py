@@ -70,7 +70,7 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
     "recordings/<int:recording_id>/audio/": [
         ("get", f"/recordings/{RECORDING_ID}/audio/", None, grid(302, 404, 404, 200, 200))
     ],
-    "": [("get", "/", None, grid(302, 200, 200, 200, 200))],
+    "": [("get", "/", None, grid(200, 200, 200, 200, 200))],
     "search/": [("get", "/search/?q=ali", None, grid(302, 200, 200, 200, 200))],
     "friend-requests/": [("get", "/friend-requests/", None, grid(302, 200, 200, 200, 200))],
     "friends/<slug:action>/": [("post", "/friends/remove/", {"username": "alice"}, grid(302, 302, 302, 302, 302))],

@@ -1,11 +1,15 @@
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.staticfiles import finders
 
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["/", "/search/?q=a", "/friend-requests/", "/user/alice/"]
+PAGES = ["/search/?q=a", "/friend-requests/", "/user/alice/"]
 
 
 def test_register_logs_you_in_and_lands_on_home(client):
@@ -32,7 +36,7 @@ def test_register_rejects_mismatched_passwords(client):
 def test_register_rejects_a_taken_username(client, alice):
     response = client.post("/register/", {"username": "alice", "password1": PASSWORD, "password2": PASSWORD})
     assert response.status_code == 400
-    assert b"already exists" in response.content
+    assert "“alice” is already taken" in response.content.decode()
 
 
 def test_login_with_username_and_password(client, alice):
@@ -52,7 +56,7 @@ def test_logout_is_a_post(client, alice):
     assert client.get("/logout/").status_code == 405
     response = client.post("/logout/")
     assert response.status_code == 302
-    assert client.get("/").status_code == 302
+    assert client.get("/friend-requests/").status_code == 302
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -105,3 +109,73 @@ def test_register_rejects_an_all_digit_username(client):
     response = client.post("/register/", {"username": "12345", "password1": PASSWORD, "password2": PASSWORD})
     assert response.status_code == 400
     assert b"at least one letter" in response.content
+
+
+def test_an_anonymous_first_visit_gets_the_landing_page(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "removes background noise" in page
+    assert 'href="/register/"' in page and 'href="/login/"' in page
+    assert '<img src="/static/screenshots/friend-listening.png"' in page
+
+
+def test_the_landing_page_screenshot_is_a_static_file_from_docs():
+    found = finders.find("screenshots/friend-listening.png")
+    assert found is not None
+    assert Path(found) == Path(settings.BASE_DIR) / "docs" / "friend-listening.png"
+
+
+def test_a_signed_in_visit_gets_home_not_the_landing_page(client, alice):
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert "Hi alice" in page
+    assert "removes background noise" not in page
+
+
+class TestRegisterForm:
+    def post(self, client, username="erin", password1=PASSWORD, password2=PASSWORD):
+        return client.post("/register/", {"username": username, "password1": password1, "password2": password2})
+
+    def test_a_password_rule_error_goes_under_the_password(self, client):
+        response = self.post(client, password1="123", password2="123")
+        errors = response.context["form"].errors
+        assert "too short" in " ".join(errors["password1"])
+        assert "password2" not in errors
+        page = response.content.decode()
+        assert 'id="id_password1_errors"' in page
+        assert 'aria-describedby="id_password1_errors id_password1_helptext"' in page
+
+    def test_a_mismatch_goes_under_the_confirmation(self, client):
+        errors = self.post(client, password2=PASSWORD + "x").context["form"].errors
+        assert list(errors) == ["password2"]
+
+    def test_the_typed_username_is_kept(self, client):
+        page = self.post(client, password1="123", password2="123").content.decode()
+        assert 'value="erin"' in page
+
+    def test_passwords_are_kept_when_only_the_username_is_wrong(self, client, alice):
+        page = self.post(client, username="alice").content.decode()
+        assert page.count(f'value="{PASSWORD}"') == 2
+
+    def test_passwords_are_cleared_when_a_password_is_wrong(self, client):
+        page = self.post(client, password2=PASSWORD + "x").content.decode()
+        assert PASSWORD not in page
+
+    def test_a_name_differing_only_in_capitals_is_explained(self, client, alice):
+        response = self.post(client, username="Alice")
+        assert response.status_code == 400
+        assert "“Alice” is taken by “alice”" in " ".join(response.context["form"].errors["username"])
+        assert not get_user_model().objects.filter(username="Alice").exists()
+
+    def test_the_rules_are_in_view_not_behind_a_link(self, client):
+        page = client.get("/register/").content.decode()
+        assert "<details" not in page
+        assert "Your password must contain at least 8 characters." in page
+        assert "once “alice” is taken, so is “Alice”" in page
+
+    def test_fields_tell_browsers_and_password_managers_what_they_are(self, client):
+        page = client.get("/register/").content.decode()
+        assert 'autocomplete="username"' in page
+        assert page.count('autocomplete="new-password"') == 2
+        assert 'aria-describedby="id_password1_helptext"' in page
