@@ -147,6 +147,7 @@ async def test_a_live_stream_its_listener_and_the_denoise_ticks_show_on_a_real_s
             assert live[("quietcast_live_streams", ())] == 1
             assert live[("quietcast_denoised_streams", ())] == 1
             assert live[("quietcast_denoise_worker_up", (("worker", "0"),))] == 1
+            assert live[("quietcast_listener_dropped_packets_total", ())] == 0  # bob keeps up
             assert live[("quietcast_offers_total", (("kind", "publish"),))] == 1
             assert live[("quietcast_offers_total", (("kind", "listen"),))] == 1
             ticked = await _eventually(
