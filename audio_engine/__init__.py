@@ -82,7 +82,7 @@ from audio_engine.config import (
 from audio_engine.denoise_pool import DenoiserUnavailable
 from audio_engine.engine import MediaEngine
 from audio_engine.recorder import RecordingResult, complete_orphan_recording, repair_partial_wav
-from audio_engine.stats import DenoiseWorkerStats, EngineStats, Histogram
+from audio_engine.stats import DenoiseWorkerStats, EngineStats, HistogramSnapshot
 
 __all__ = [
     "DenoiseWorkerStats",
@@ -91,7 +91,7 @@ __all__ = [
     "EngineEvents",
     "EngineStats",
     "EngineUnsupported",
-    "Histogram",
+    "HistogramSnapshot",
     "InvalidOffer",
     "MediaEngine",
     "PublisherExists",

@@ -36,16 +36,16 @@ class BucketCounts:
         self._counts[bisect_left(self._bounds, value)] += 1  # bounds are inclusive, as Prometheus' `le`
         self._sum += value
 
-    def snapshot(self) -> Histogram:
+    def snapshot(self) -> HistogramSnapshot:
         cumulative, total = [], 0
         for bound, count in zip((*self._bounds, math.inf), self._counts, strict=True):
             total += count
             cumulative.append((bound, total))
-        return Histogram(tuple(cumulative), self._sum)
+        return HistogramSnapshot(tuple(cumulative), self._sum)
 
 
 @dataclass(frozen=True)
-class Histogram:
+class HistogramSnapshot:
     """Cumulative counts per upper bound (the last bound is infinity) and the sum of the observations."""
 
     buckets: tuple[tuple[float, int], ...]
@@ -64,8 +64,8 @@ class DenoiseWorkerStats:
     index: int
     state: str
     restarts: int
-    tick_seconds: Histogram
-    wait_seconds: Histogram
+    tick_seconds: HistogramSnapshot
+    wait_seconds: HistogramSnapshot
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from audio_engine import EngineStats
-from audio_engine import Histogram as EngineHistogram
+from audio_engine import EngineStats, HistogramSnapshot
 from streams import media
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def measured_offer(kind: str, handle: Callable[P, R]) -> Callable[P, R]:
     return measured
 
 
-def _histogram(family: HistogramMetricFamily, labels: list[str], histogram: EngineHistogram) -> None:
+def _histogram(family: HistogramMetricFamily, labels: list[str], histogram: HistogramSnapshot) -> None:
     buckets = [(floatToGoString(bound), count) for bound, count in histogram.buckets]
     family.add_metric(labels, buckets, histogram.sum)
 
