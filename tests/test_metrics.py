@@ -76,6 +76,13 @@ def test_a_refused_client_gets_the_plain_not_found_of_any_missing_page(settings)
     assert allowed_post.status_code == 405
 
 
+@pytest.mark.django_db
+def test_a_local_scraper_reads_plain_http_while_the_site_redirects_to_https(settings):
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client().get("/login/").status_code == 301
+    assert Client().get("/metrics").status_code == 200
+
+
 # --- the exposition -----------------------------------------------------------------------------------------------
 
 
