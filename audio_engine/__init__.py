@@ -24,6 +24,7 @@ The whole interface used by the web application:
     engine.has_live_publisher(session_id) -> bool   # ... and its publisher has not been reported gone
     engine.session_ids() -> list[str]               # every session the engine holds
     engine.denoise_headroom() -> int | None         # more denoised streams that fit now (None: workers not started)
+    engine.stats() -> EngineStats                   # for monitoring: streams, listeners, drops, worker ticks
     results = await engine.shutdown()                   # ends every session; call on server shutdown
 
 All methods must be called on the event loop the engine runs on (one engine per process). EngineEvents
@@ -81,12 +82,16 @@ from audio_engine.config import (
 from audio_engine.denoise_pool import DenoiserUnavailable
 from audio_engine.engine import MediaEngine
 from audio_engine.recorder import RecordingResult, complete_orphan_recording, repair_partial_wav
+from audio_engine.stats import DenoiseWorkerStats, EngineStats, HistogramSnapshot
 
 __all__ = [
+    "DenoiseWorkerStats",
     "DenoiserUnavailable",
     "EngineConfig",
     "EngineEvents",
+    "EngineStats",
     "EngineUnsupported",
+    "HistogramSnapshot",
     "InvalidOffer",
     "MediaEngine",
     "PublisherExists",

@@ -46,6 +46,15 @@ from audio_engine.codec import PassthroughCodec
 from audio_engine.denoise import DenoiseSettings
 from audio_engine.denoise_policy import HYSTERESIS_S, MAX_WAIT_S, ModePolicy, RestartBudget, StreamMode, WorkerLoad
 from audio_engine.framing import FRAME_SAMPLES, SAMPLE_RATE
+from audio_engine.stats import (
+    FALLBACK_BUSY,
+    FALLBACK_MODEL_UNAVAILABLE,
+    FALLBACK_WORKER_UNAVAILABLE,
+    TICK_SECONDS_BUCKETS,
+    WAIT_SECONDS_BUCKETS,
+    BucketCounts,
+    DenoiseWorkerStats,
+)
 from audio_engine.worker_protocol import (
     OP_CLOSE,
     OP_CLOSED,
@@ -151,8 +160,18 @@ class DenoiseStream:
         if denoised != self._reported_denoised:
             self._reported_denoised = denoised
             logger.info("denoise stream %d: %s", self.stream_id, "denoised" if denoised else "passed through")
+            if not denoised:
+                self._pool.count_fallback(self._fallback_reason())
             if self._on_mode_change is not None:
                 self._on_mode_change(denoised)
+
+    def _fallback_reason(self) -> str:
+        """Why the server passes this stream through although it was reported denoised."""
+        if self.worker is None or not self.worker.ready:
+            return FALLBACK_WORKER_UNAVAILABLE
+        if self.mode.wanted:
+            return FALLBACK_BUSY  # shed by the worker's ModePolicy
+        return FALLBACK_MODEL_UNAVAILABLE  # OP_FAILED: no model could be opened for it
 
     def _deliver(self, payload: bytes) -> None:
         for frame in decode_frames(payload):
@@ -202,6 +221,10 @@ class _Worker:
         self._running_loop: asyncio.AbstractEventLoop | None = None
         self.started_at = 0.0
         self.last_reply_at = 0.0
+        # For monitoring (DenoiseWorkerPool.worker_stats): per tick with output, and per restart.
+        self.tick_seconds = BucketCounts(TICK_SECONDS_BUCKETS)
+        self.wait_seconds = BucketCounts(WAIT_SECONDS_BUCKETS)
+        self.restarts = 0
 
     @property
     def ready(self) -> bool:
@@ -305,7 +328,11 @@ class _Worker:
                 stream._deliver(payload)
         elif op == OP_TICK:
             if self.load is not None:
-                self.load.add(TickReport.decode(payload))
+                report = TickReport.decode(payload)
+                self.load.add(report)
+                if report.frames:  # not an idle heartbeat
+                    self.tick_seconds.observe(report.busy_s)
+                    self.wait_seconds.observe(report.max_wait_s)
                 self._pool._on_tick(self)
         elif op == OP_CLOSED:
             stream = self.streams.pop(stream_id, None)
@@ -401,6 +428,7 @@ class DenoiseWorkerPool:
         self._stream_ids = count(1)
         self._closing = False
         self._monitor: asyncio.Task | None = None
+        self._fallbacks: dict[str, int] = {}
 
     async def start(self) -> None:
         """Start the workers and wait until each has loaded its backend; raises DenoiserUnavailable (and leaves
@@ -456,6 +484,7 @@ class DenoiseWorkerPool:
             return
         logger.error("denoise worker %d (pid %s) %s; restarting it with its %d streams",
                      worker.index, worker.pid, reason, len(worker.streams))
+        worker.restarts += 1
         try:
             worker.start()
         except OSError:
@@ -473,6 +502,17 @@ class DenoiseWorkerPool:
         room under the target load, less the streams waiting in pass-through for room."""
         waiting = sum(1 for w in self._workers for s in w.streams.values() if s.mode.wanted and not s.mode.denoised)
         return max(0, sum(self._worker_headroom(w) for w in self._workers) - waiting)
+
+    def count_fallback(self, reason: str) -> None:
+        self._fallbacks[reason] = self._fallbacks.get(reason, 0) + 1
+
+    def pass_through_fallbacks(self) -> dict[str, int]:
+        """How many times the server switched a denoised stream to pass-through, per reason (stats.FALLBACK_*)."""
+        return dict(self._fallbacks)
+
+    def worker_stats(self) -> tuple[DenoiseWorkerStats, ...]:
+        return tuple(DenoiseWorkerStats(w.index, w.state, w.restarts, w.tick_seconds.snapshot(),
+                                        w.wait_seconds.snapshot()) for w in self._workers)
 
     def worker_pids(self) -> list[int | None]:
         return [worker.pid for worker in self._workers]

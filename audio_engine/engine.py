@@ -27,10 +27,11 @@ from audio_engine.config import (
     require_complete_events,
 )
 from audio_engine.denoise_pool import DenoiserUnavailable, DenoiseStream, DenoiseWorkerPool, OutputCallback
-from audio_engine.fanout import EncodedPacketFanout, ListenerTrack
+from audio_engine.fanout import DropCount, EncodedPacketFanout, ListenerTrack
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
 from audio_engine.recorder import RecordingResult, WavRecorder
 from audio_engine.sdp import answer_asking_for_opus_bitrate, offer_for_aiortc
+from audio_engine.stats import EngineStats
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class _PassthroughStage:
     every stream. Such a stream cannot be switched to denoised."""
 
     denoised_s = 0.0
+    denoised = False
 
     def __init__(self, on_output: OutputCallback, opus_bitrate: int) -> None:
         self._codec = PassthroughCodec(opus_bitrate)
@@ -146,7 +148,7 @@ class _Broadcast:
         self.publisher = _PublisherLink(self, engine._rtc_configuration())
         self.recorder = WavRecorder(recording_path)
         self.timeline = OutboundTimeline()
-        self.fanout = EncodedPacketFanout(engine.config.listener_queue_packets)
+        self.fanout = EncodedPacketFanout(engine.config.listener_queue_packets, engine.listener_drops)
         self.stage: DenoiseStream | _PassthroughStage | None = None
         self.listeners: dict[RTCPeerConnection, _Listener] = {}
         self.replacing = False
@@ -233,6 +235,7 @@ class MediaEngine:
         self._pool_lock = asyncio.Lock()
         self._watchdog: asyncio.Task | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self.listener_drops = DropCount()  # every session's listener queues, for stats()
 
     def _rtc_configuration(self) -> RTCConfiguration:
         return RTCConfiguration(iceServers=[RTCIceServer(**server) for server in self.config.ice_servers])
@@ -508,6 +511,21 @@ class MediaEngine:
         """How many more denoised streams this engine's workers can take now (measured; see
         DenoiseWorkerPool.headroom), or None before the denoise workers have started."""
         return self._pool.headroom() if self._pool is not None else None
+
+    def stats(self) -> EngineStats:
+        """What the engine carries now and has counted since it started (see audio_engine.stats), for
+        monitoring: counted from the sessions when asked, nothing on the per-packet paths."""
+        broadcasts = list(self._broadcasts.values())
+        pool = self._pool
+        return EngineStats(
+            live_streams=len(broadcasts),
+            denoised_streams=sum(1 for b in broadcasts if b.stage is not None and b.stage.denoised),
+            listeners=sum(b.connected_listeners for b in broadcasts),
+            listener_dropped_packets=self.listener_drops.packets,
+            denoise_headroom=self.denoise_headroom(),
+            denoise_workers=pool.worker_stats() if pool is not None else (),
+            pass_through_fallbacks=pool.pass_through_fallbacks() if pool is not None else {},
+        )
 
     async def shutdown(self) -> list[RecordingResult]:
         results = [result for session_id in list(self._broadcasts)

@@ -5,8 +5,9 @@ av.Packet objects from its ListenerTrack and only packetizes/encrypts them. Per 
 deque append and, if the sender is waiting, one future wake-up: near-zero cost.
 
 Each listener has a bounded queue that drops its oldest packets: a slow or dead listener never delays others,
-the recorder or the loop, and never grows memory. Tracks are event-driven (no pacing of their own): packets
-are produced in real time by the publisher.
+the recorder or the loop, and never grows memory. Drops are counted, only when they happen, per listener and in
+a DropCount that many fan-outs may share (the engine's, for monitoring). Tracks are event-driven (no pacing of
+their own): packets are produced in real time by the publisher.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 DEFAULT_LISTENER_QUEUE_PACKETS = 10  # 200 ms
+
+
+class DropCount:
+    """Packets dropped from full listener queues, over every fan-out that shares it."""
+
+    def __init__(self) -> None:
+        self.packets = 0
 
 
 class ListenerTrack(MediaStreamTrack):
@@ -35,6 +43,7 @@ class ListenerTrack(MediaStreamTrack):
     def push(self, packet: av.Packet) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.dropped_packets += 1
+            self._fanout.drops.packets += 1
         self._queue.append(packet)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -64,8 +73,11 @@ class ListenerTrack(MediaStreamTrack):
 
 
 class EncodedPacketFanout:
-    def __init__(self, max_queued_packets: int = DEFAULT_LISTENER_QUEUE_PACKETS) -> None:
+    def __init__(
+        self, max_queued_packets: int = DEFAULT_LISTENER_QUEUE_PACKETS, drops: DropCount | None = None
+    ) -> None:
         self._max_queued_packets = max_queued_packets
+        self.drops = drops if drops is not None else DropCount()
         self._listeners: set[ListenerTrack] = set()
 
     @property

@@ -234,6 +234,11 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Bearer token a Prometheus scraper sends to read /metrics; empty = only loopback clients not behind a proxy may.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# A scraper on the machine itself reads /metrics over plain http, even when the site redirects to https.
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
 # Root log level for the app's own loggers (DEBUG shows every channel-layer send and receive).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts.api import LogoutAllView, LogoutTokenView, ObtainTokenView
 from friends.urls import api_urlpatterns as friends_api
+from quietcast.metrics import metrics_view
 from streams.urls import api_urlpatterns as streams_api
 
 api_urlpatterns = [
@@ -18,6 +19,7 @@ api_urlpatterns = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("accounts.urls")),
     path("", include("streams.urls")),
     path("", include("friends.urls")),

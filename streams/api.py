@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.users import signed_in
 from friends import services as friends
+from quietcast import metrics
 from quietcast.api_errors import ApiError, ErrorStatuses, call_translating_errors
 from streams import media, services
 from streams.events import ChannelLayerUnavailable, EndReason
@@ -212,7 +213,8 @@ class PublishOfferView(APIView):
         offer_sdp = _parse_offer(request)
         try:
             stream, answer = call_translating_errors(
-                MEDIA_ERROR_STATUS, services.publish_offer, signed_in(request), offer_sdp
+                MEDIA_ERROR_STATUS, metrics.measured_offer("publish", services.publish_offer), signed_in(request),
+                offer_sdp,
             )
         except services.NotLive as error:
             raise ApiError(
@@ -231,7 +233,8 @@ class ListenerOfferView(APIView):
         offer_sdp = _parse_offer(request)
         try:
             stream, answer = call_translating_errors(
-                MEDIA_ERROR_STATUS, services.listen_offer, signed_in(request), owner, offer_sdp
+                MEDIA_ERROR_STATUS, metrics.measured_offer("listen", services.listen_offer), signed_in(request), owner,
+                offer_sdp,
             )
         except services.NotLive as error:
             raise ApiError(status.HTTP_404_NOT_FOUND, f"{owner.username} is not live.") from error

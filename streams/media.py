@@ -28,6 +28,7 @@ from django.dispatch import Signal
 from audio_engine import (
     DenoiserUnavailable,
     EngineConfig,
+    EngineStats,
     InvalidOffer,
     MediaEngine,
     PublisherExists,
@@ -411,6 +412,18 @@ def denoise_headroom() -> int | None:
         return media_engine.denoise_headroom()
 
     return async_to_sync(measured)()
+
+
+def engine_stats() -> EngineStats | None:
+    """Blocking: what this process's engine carries and has counted (None: no engine yet, nothing carried)."""
+    if _engine is None:
+        return None
+    media_engine = _engine
+
+    async def counted() -> EngineStats:
+        return media_engine.stats()
+
+    return async_to_sync(counted)()
 
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:

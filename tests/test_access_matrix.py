@@ -76,6 +76,9 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
     "friends/<slug:action>/": [("post", "/friends/remove/", {"username": "alice"}, grid(302, 302, 302, 302, 302))],
     # Anyone logged in may open a profile to send a request; what it shows is decided by can_access (below).
     "user/<str:username>/": [("get", "/user/alice/", None, grid(302, 200, 200, 200, 200))],
+    # Operators' metrics: who is logged in does not matter, only where the request comes from and its bearer
+    # token (test_metrics_access_from_elsewhere); the test client is a loopback client and no token is set.
+    "metrics": [("get", "/metrics", None, grid(200, 200, 200, 200, 200))],
 }
 
 WS_MATRIX: dict[str, tuple[str, dict[str, object]]] = {
@@ -140,6 +143,25 @@ def test_http_access(people, method, path, body, role, expected):
             client.force_login(user)
         response = getattr(client, method)(path, body or {})
     assert response.status_code == expected
+
+
+METRICS_TOKEN = "metrics-scraper-token"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("authorization", "expected"), [(None, 404), ("Bearer wrong", 404), (f"Bearer {METRICS_TOKEN}", 200)]
+)
+@pytest.mark.parametrize("role", ROLES)
+def test_metrics_access_from_elsewhere(people, settings, role, authorization, expected):
+    """From another machine, logged in or not, /metrics is not there without the metrics token."""
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    user = people[role]
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    if user is not None:
+        client.force_login(user)
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    assert client.get("/metrics", **headers).status_code == expected
 
 
 @pytest.mark.django_db(transaction=True)

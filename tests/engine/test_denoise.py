@@ -240,6 +240,7 @@ async def test_an_overloaded_worker_passes_whole_streams_through_in_order_and_sw
     await pool.close()
 
     # Before the first stream ended the two newest were passed through, each as a whole; the oldest kept denoising.
+    assert pool.pass_through_fallbacks() == {"busy": 2}
     assert while_flowing[0] == []
     assert [denoised for _, denoised in while_flowing[2]] == [False] and while_flowing[2][0][0] < 2.0
     # Room came at 2 s, but the second stream was denoised again only once it had been passed through for the
@@ -277,6 +278,8 @@ async def test_a_crashed_worker_is_restarted_and_denoises_again(noisy_speech, cl
     assert len(output.frames) == 50
     await wait_until(lambda: stream.denoised, timeout_s=30)
     assert pool.worker_pids()[0] != old_pid and modes == [False, True]
+    assert pool.worker_stats()[0].restarts == 1
+    assert pool.pass_through_fallbacks() == {"worker_unavailable": 1}
     start = len(output.frames)
     for index in range(50, len(payloads)):
         stream.submit(index * FRAME, payloads[index])
@@ -365,6 +368,26 @@ async def test_unloadable_model_is_reported_at_start(tmp_path):
     pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(model_path=str(bogus)))
     with pytest.raises(DenoiserUnavailable, match="cannot load the denoise model"):
         await pool.start()
+
+
+async def test_workers_report_their_tick_time_and_how_long_frames_waited(monkeypatch, noisy_speech):
+    monkeypatch.setenv(SLOWNESS_VARIABLE, "0.003")  # each 10 ms hop costs 3 ms: 6 ms of every denoised frame
+    pool = DenoiseWorkerPool(workers=1, settings=DenoiseSettings(), backend=SLOW_BACKEND, max_wait_s=NEVER_SHED)
+    await pool.start()
+    (idle,) = pool.worker_stats()
+    assert (idle.state, idle.restarts, idle.tick_seconds.count) == ("ready", 0, 0)  # heartbeats are no ticks
+    output = Output()
+    stream = pool.open_stream(output)
+    await feed_in_lockstep([stream], [output], opus_payloads(noisy_speech[:48_000]))
+    await stream.close()
+    (worker,) = pool.worker_stats()
+    await pool.close()
+
+    ticks = worker.tick_seconds
+    assert 1 <= ticks.count <= len(output.frames)
+    assert dict(ticks.buckets)[0.005] == 0 and ticks.sum >= 0.006 * len(output.frames)  # no tick was cheap
+    assert worker.wait_seconds.count == ticks.count and worker.wait_seconds.sum > 0
+    assert pool.pass_through_fallbacks() == {}
 
 
 async def test_headroom_follows_the_measured_cost_of_the_streams(monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from audio_engine.codec import OpusPacketEncoder
-from audio_engine.fanout import EncodedPacketFanout
+from audio_engine.fanout import DropCount, EncodedPacketFanout
 
 
 def encoded_packets(count: int):
@@ -46,6 +46,23 @@ async def test_stalled_listener_drops_its_oldest_packets_without_delaying_others
     assert stalled.dropped_packets == 45
     assert [await stalled.recv() for _ in range(5)] == packets[-5:]  # the newest 5 remain
     reader.cancel()
+
+
+async def test_packets_dropped_by_full_listener_queues_are_counted_across_streams():
+    engine_drops = DropCount()  # one engine's count, shared by all its streams' fan-outs
+    first, second = (EncodedPacketFanout(max_queued_packets=3, drops=engine_drops) for _ in range(2))
+    stalled, keeping_up, also_stalled = first.add_listener(), second.add_listener(), second.add_listener()
+    packets = encoded_packets(8)
+    for packet in packets:
+        first.publish(packet)
+        second.publish(packet)
+        await keeping_up.recv()
+    assert keeping_up.dropped_packets == 0
+    assert stalled.dropped_packets == also_stalled.dropped_packets == len(packets) - 3
+    assert engine_drops.packets == 2 * (len(packets) - 3)
+    stalled.stop()  # a listener that leaves takes nothing back from the count
+    first.publish(packets[0])
+    assert engine_drops.packets == 2 * (len(packets) - 3)
 
 
 async def test_ending_the_stream_ends_waiting_listeners():
