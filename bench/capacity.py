@@ -407,7 +407,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="report", choices=["report", "serve", "load"])
     parser.add_argument("--port", type=int)
-    parser.add_argument("--workers", type=int, default=2, help="denoise worker processes of the server")
+    parser.add_argument("--workers", type=int, default=EngineConfig().denoise_workers,
+                        help="denoise worker processes of the server")
     parser.add_argument("--backend", default=EngineConfig().denoise_backend, help="DENOISE_BACKEND of the server")
     parser.add_argument("--load-processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--share", type=int, default=0)
