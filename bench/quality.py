@@ -6,6 +6,9 @@ The noisy fixture (speech + stationary and babble-like noise, ~3 dB SNR) is publ
 loopback with denoising on and off; what a listener hears (two Opus hops) and what was recorded (no Opus on
 the server side of the recording, one hop in) are aligned to the clean speech and scored with PESQ
 wide-band (at 16 kHz), STOI and SI-SDR. SI-SDR is not meaningful after Opus (it is phase-sensitive).
+
+A second table shows what the broadcaster's Opus bit rate does to denoising: the noisy fixture through one Opus
+hop at each rate (libopus, as a browser would send it), then through the server's default denoiser offline.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from pystoi import stoi
 from scipy.signal import resample_poly
 
 from audio_engine.client import read_audio_file
-from audio_engine.denoise import DenoiseSettings, RsDfn3Backend, denoise_offline
+from audio_engine.codec import PacketDecoder, encode_frame
+from audio_engine.config import EngineConfig
+from audio_engine.denoise import DenoiseSettings, RsDfn3Backend, denoise_offline, make_denoise_backend
+from audio_engine.framing import FRAME_SAMPLES
+from audio_engine.opus import OpusEncoder
 from bench.common import fixture, loopback_session, new_engine
 
 SAMPLE_RATE = 48_000
@@ -66,6 +73,33 @@ async def through_engine(noisy: np.ndarray, denoise: bool, workdir: Path) -> tup
     return np.concatenate(heard), read_audio_file(result.path)
 
 
+def through_opus(samples: np.ndarray, bitrate: int) -> np.ndarray:
+    """`samples` encoded 20 ms at a time at `bitrate` and decoded again."""
+    encoder, decoder = OpusEncoder(bitrate), PacketDecoder()
+    frames = len(samples) // FRAME_SAMPLES
+    decoded = [decoder.decode(index * FRAME_SAMPLES,
+                              encode_frame(encoder, samples[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES])[0])
+               for index in range(frames)]
+    encoder.close()
+    decoder.close()
+    return np.concatenate(decoded)
+
+
+def bitrate_table(clean: np.ndarray, noisy: np.ndarray) -> None:
+    backend_name = EngineConfig().denoise_backend
+    print()
+    print(f"Broadcaster's Opus bit rate into the denoiser ({backend_name} backend, offline)")
+    print("| broadcaster's Opus rate | PESQ-WB of the noisy audio | after denoising | STOI after |")
+    print("|---|---|---|---|")
+    backend = make_denoise_backend(backend_name, DenoiseSettings())
+    for bitrate in (None, 16_000, 32_000, 64_000, 128_000):
+        received = noisy if bitrate is None else through_opus(noisy, bitrate)
+        denoised = denoise_offline(backend, received)
+        label = "no Opus (the file)" if bitrate is None else f"{bitrate // 1000} kbit/s"
+        print(f"| {label} | {scores(received, clean)[0]:.2f} | {scores(denoised, clean)[0]:.2f} | "
+              f"{scores(denoised, clean)[1]:.3f} |", flush=True)
+
+
 async def main() -> None:
     clean, noisy = fixture("speech_clean.wav"), fixture("speech_noisy.wav")
     offline_out = denoise_offline(RsDfn3Backend(DenoiseSettings()), noisy)
@@ -81,6 +115,7 @@ async def main() -> None:
         quality, intelligibility, sdr = scores(signal, clean)
         sdr_text = f"{sdr:.1f}" if "listener" not in name else f"({sdr:.1f})"
         print(f"| {name} | {quality:.2f} | {intelligibility:.3f} | {sdr_text} |")
+    bitrate_table(clean, noisy)
 
 
 if __name__ == "__main__":
