@@ -192,8 +192,10 @@ class _SignalsFromEngine:
     def publisher_gone(self, session_id: str) -> None:
         _queue_signal(signals.publisher_gone, session_id=session_id)
 
-    def listener_count_changed(self, session_id: str, count: int) -> None:
-        _queue_signal(signals.listener_count_changed, session_id=session_id, count=count)
+    def listener_count_changed(self, session_id: str, count: int, listener_keys: tuple[str, ...]) -> None:
+        # `listen` keys each connection with its listener's user id.
+        listener_ids = [int(key) for key in listener_keys if key.isdigit()]
+        _queue_signal(signals.listener_count_changed, session_id=session_id, count=count, listener_ids=listener_ids)
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
         _queue_signal(signals.denoise_mode_changed, session_id=session_id, denoised=denoised)
@@ -326,13 +328,16 @@ def _end_session(session_id: str) -> RecordingResult | None:
     return async_to_sync(_engine.end)(session_id)
 
 
-def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool) -> str:
-    """Blocking: connect the broadcaster's offer to their session; returns the answer SDP."""
+def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool, muted: bool = False) -> str:
+    """Blocking: connect the broadcaster's offer to their session; returns the answer SDP. `muted` is the
+    session's state when this process first takes it (afterwards `set_muted` keeps the engine in step)."""
     target = final_path(owner_id, session_id)
     target.parent.mkdir(parents=True, exist_ok=True)
 
     async def answer() -> str:
-        return await engine().publish(str(session_id), offer_sdp, denoise=denoise, recording_path=target)
+        return await engine().publish(
+            str(session_id), offer_sdp, denoise=denoise, recording_path=target, muted=muted
+        )
 
     try:
         return async_to_sync(answer)()
@@ -398,6 +403,22 @@ def set_denoise(session_id: uuid.UUID, on: bool) -> None:
     except DenoiserUnavailable as error:
         logger.error("cannot switch denoising on for %s: %s", session_id, error)
         raise DenoiseUnavailable() from error
+
+
+def set_muted(session_id: uuid.UUID, muted: bool) -> None:
+    """Blocking: mute or unmute a live session (its listeners and recording get silence in place of its audio).
+    Nothing to do when this process does not hold it yet: its first offer is answered with the stream's state."""
+    if _engine is None or not _engine.is_publishing(str(session_id)):
+        return
+    media_engine = _engine
+
+    async def switch() -> None:
+        media_engine.set_muted(str(session_id), muted)
+
+    try:
+        async_to_sync(switch)()
+    except StreamNotFound:
+        return  # ended meanwhile
 
 
 def denoise_headroom() -> int | None:
