@@ -385,40 +385,37 @@ def listen(
         raise TooManyConnections(error.limit) from error
 
 
-def set_denoise(session_id: uuid.UUID, on: bool) -> None:
-    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole). Nothing to do
-    when this process holds no media for it yet: its first offer is answered with the stream's setting.
-    Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never started)."""
+def _change_live_session(session_id: uuid.UUID, change: Callable[[MediaEngine, str], None]) -> None:
+    """Blocking: apply `change` to a session this process's engine holds, on the engine's loop. Nothing to do
+    when it holds no media for it (yet: its first offer is answered with the stream's state), or it ended meanwhile."""
     if _engine is None or not _engine.is_publishing(str(session_id)):
         return
     media_engine = _engine
 
-    async def switch() -> None:
-        media_engine.set_denoise(str(session_id), on)
+    async def apply() -> None:
+        change(media_engine, str(session_id))
 
     try:
-        async_to_sync(switch)()
+        async_to_sync(apply)()
     except StreamNotFound:
-        return  # ended meanwhile
+        return
+
+
+def set_denoise(session_id: uuid.UUID, on: bool) -> None:
+    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole); see
+    `_change_live_session`. Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never
+    started)."""
+    try:
+        _change_live_session(session_id, lambda media_engine, session: media_engine.set_denoise(session, on))
     except DenoiserUnavailable as error:
         logger.error("cannot switch denoising on for %s: %s", session_id, error)
         raise DenoiseUnavailable() from error
 
 
 def set_muted(session_id: uuid.UUID, muted: bool) -> None:
-    """Blocking: mute or unmute a live session (its listeners and recording get silence in place of its audio).
-    Nothing to do when this process does not hold it yet: its first offer is answered with the stream's state."""
-    if _engine is None or not _engine.is_publishing(str(session_id)):
-        return
-    media_engine = _engine
-
-    async def switch() -> None:
-        media_engine.set_muted(str(session_id), muted)
-
-    try:
-        async_to_sync(switch)()
-    except StreamNotFound:
-        return  # ended meanwhile
+    """Blocking: mute or unmute a live session (its listeners and recording get silence in place of its audio);
+    see `_change_live_session`."""
+    _change_live_session(session_id, lambda media_engine, session: media_engine.set_muted(session, muted))
 
 
 def denoise_headroom() -> int | None:

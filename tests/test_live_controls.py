@@ -7,18 +7,12 @@ from channels.db import database_sync_to_async
 from streams import media, services, signals
 from streams.events import AUDIO_STARTED, LISTENERS_CHANGED, MUTE_CHANGED, EndReason, stream_group
 from streams.models import ActiveStream
+from tests import test_denoise_switch_api as denoise_tests
 from tests.test_denoise_switch_api import RecordingLayer
 from tests.test_presence import channel_layer, connect  # noqa: F401 (a fixture, over both layers)
 
 URL = "/api/stream/mute/"
-
-
-@pytest.fixture
-def layer(monkeypatch) -> RecordingLayer:
-    """The channel layer every event goes to, keeping what was sent."""
-    recording_layer = RecordingLayer()
-    monkeypatch.setattr(services.events, "get_channel_layer", lambda: recording_layer)
-    return recording_layer
+layer = denoise_tests.layer  # the channel layer, keeping what was sent
 
 
 @pytest.fixture

@@ -253,9 +253,20 @@ export class Broadcaster {
     this.render();
     this.panel.say(CONNECTING, { loud: true });
     clearTimeout(this.stillConnectingTimer);
-    this.stillConnectingTimer = setTimeout(() => {
-      if (this.panel.isLive && !this.audioFlowing && this.sendsAudio) this.panel.say(STILL_CONNECTING);
-    }, STILL_CONNECTING_MS);
+    this.stillConnectingTimer = setTimeout(() => this.checkAudio(), STILL_CONNECTING_MS);
+  }
+
+  // Still no word that the sound arrived: ask the server (in case the event went missing), and say so plainly.
+  async checkAudio() {
+    const sessionId = this.sessionId;
+    const status = await api(`/api/stream/status/${encodeURIComponent(this.panel.username)}/`).catch(() => null);
+    if (!this.panel.isLive || this.audioFlowing || this.sessionId !== sessionId) return;
+    if (status?.audio_started && status.session_id === sessionId) {
+      this.audioArrived();
+      return;
+    }
+    if (this.sendsAudio) this.panel.say(STILL_CONNECTING);
+    this.stillConnectingTimer = setTimeout(() => this.checkAudio(), STILL_CONNECTING_MS);
   }
 
   // While live: ask the server to switch noise removal; the box shows what is in force, whatever the answer.
