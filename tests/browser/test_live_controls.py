@@ -26,6 +26,17 @@ KEEP_MICROPHONE_TRACKS = """
         return stream;
     };
 """
+# RTP packets the page's peer connections have sent (the broadcaster's microphone connection).
+OUTBOUND_PACKETS = """async () => {
+    let packets = 0;
+    for (const peer of window.testPeerConnections) {
+        if (peer.connectionState === "closed") continue;
+        for (const report of (await peer.getStats()).values()) {
+            if (report.type === "outbound-rtp" && report.kind === "audio") packets += report.packetsSent ?? 0;
+        }
+    }
+    return packets;
+}"""
 MICROPHONE_ENABLED = "() => window.testMicrophoneTracks.filter((t) => t.readyState === 'live').map((t) => t.enabled)"
 
 
@@ -89,6 +100,7 @@ def test_mute_friends_see_muted_and_hear_silence_then_unmute_and_the_broadcaster
     alice, bob = log_in("alice"), log_in("bob")
     bob.add_init_script(KEEP_PEER_CONNECTIONS)
     alice.add_init_script(KEEP_MICROPHONE_TRACKS)
+    alice.add_init_script(KEEP_PEER_CONNECTIONS)
     go_live(alice)
     expect(state(alice)).to_contain_text("You are live", timeout=10_000)
     bob.goto("/user/alice/")
@@ -118,8 +130,11 @@ def test_mute_friends_see_muted_and_hear_silence_then_unmute_and_the_broadcaster
 
     # The friend hears silence while the stream goes on: a packet every 20 ms, their sound without energy.
     bob.wait_for_timeout(2000)  # what was already on its way (the receiver buffers more on a busy machine)
+    sent_before = alice.evaluate(OUTBOUND_PACKETS)
     energy, packets = energy_growth(bob, 2.0)
     assert packets >= 80 and energy < AUDIBLE_ENERGY, (energy, packets)
+    # The muted microphone's connection keeps sending (silence), so the server never takes it for lost.
+    assert alice.evaluate(OUTBOUND_PACKETS) - sent_before >= 80
     expect(bob.get_by_role("button", name="Stop Listening")).to_be_visible()
 
     # Typing an M in a field is typing, not unmuting.
