@@ -17,6 +17,10 @@ The whole interface used by the web application:
     closed = await engine.disconnect_listeners(session_id, "42")  # e.g. they are no longer allowed to listen
     engine.set_denoise(session_id, on=False)            # while live: stop (or, on=True, start) denoising it
         # raises StreamNotFound, DenoiserUnavailable (switching on while the denoise workers cannot start)
+    engine.set_muted(session_id, True)                  # while live: listeners and the recording get silence
+        # in place of its audio, frame for frame on the same timeline (publish(..., muted=True) starts so);
+        # raises StreamNotFound
+    engine.is_muted(session_id) -> bool
     result = await engine.end(session_id)     # RecordingResult(path, duration_s, denoised_s), or None if unknown
         # (duration 0: no audio was ever recorded, and no file is kept; denoised_s: seconds of it denoised)
     engine.listener_count(session_id) -> int
@@ -29,6 +33,7 @@ The whole interface used by the web application:
 
 All methods must be called on the event loop the engine runs on (one engine per process). EngineEvents
 callbacks are called on that loop, synchronously: keep them cheap and schedule any real work yourself.
+`listener_count_changed(session_id, count, listener_keys)` says who listens now (the connected listeners' keys);
 `publisher_connected(session_id)` says a publisher connection's first audio arrived; `publisher_gone(session_id)`
 says the publisher's connection failed/closed or its audio stopped for
 `media_timeout_s`; the session is NOT ended automatically: call `end(session_id)` to close the listeners and

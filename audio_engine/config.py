@@ -75,9 +75,10 @@ class EngineEvents(Protocol):
         session stays open (listeners keep their connections) until end() is called, which returns the
         recording, or until publish() replaces the gone connection with a new one."""
 
-    def listener_count_changed(self, session_id: str, count: int) -> None:
+    def listener_count_changed(self, session_id: str, count: int, listener_keys: tuple[str, ...]) -> None:
         """A listener connected or a connected one left (count 0 when the session ends). Offers that are still
-        connecting, or never connect, are not counted."""
+        connecting, or never connect, are not counted. `listener_keys`: who listens now, the distinct
+        `listener_key`s of the connected listeners, sorted (one person may hold several connections)."""
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
         """A denoised session's listeners (and recording) now get its audio passed through undenoised (False:

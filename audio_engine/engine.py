@@ -28,7 +28,9 @@ from audio_engine.config import (
 )
 from audio_engine.denoise_pool import DenoiserUnavailable, DenoiseStream, DenoiseWorkerPool, OutputCallback
 from audio_engine.fanout import DropCount, EncodedPacketFanout, ListenerTrack
+from audio_engine.framing import FRAME_SAMPLES
 from audio_engine.jitter import install_receive_jitter_buffer, require_receive_hook
+from audio_engine.opus import OpusEncoder
 from audio_engine.recorder import RecordingResult, WavRecorder
 from audio_engine.sdp import answer_asking_for_opus_bitrate, offer_for_aiortc
 from audio_engine.stats import EngineStats
@@ -37,6 +39,17 @@ logger = logging.getLogger(__name__)
 
 WATCHDOG_INTERVAL_S = 1.0
 _GONE_CONNECTION_STATES = ("failed", "closed")
+
+
+@functools.cache
+def _silent_opus_frame(bitrate: int) -> bytes:
+    """One 20 ms Opus packet of digital silence: what listeners get for each frame of a muted stream. Encoded once;
+    every Opus decoder turns it into silence whatever came before."""
+    encoder = OpusEncoder(bitrate)
+    try:
+        return encoder.encode(np.zeros(FRAME_SAMPLES, dtype=np.float32))
+    finally:
+        encoder.close()
 
 
 class _PassthroughStage:
@@ -141,10 +154,15 @@ class _Broadcast:
     """One published session: publisher link (Opus payloads) -> codec stage (decode, denoise or pass through,
     encode; in a worker process) -> recorder (PCM) + outbound timeline (Opus packets) -> fan-out."""
 
-    def __init__(self, engine: MediaEngine, session_id: str, recording_path: Path, denoise: bool) -> None:
+    def __init__(
+        self, engine: MediaEngine, session_id: str, recording_path: Path, denoise: bool, muted: bool = False
+    ) -> None:
         self.engine = engine
         self.session_id = session_id
         self.denoise = denoise  # the session's wish; it may change while its stage is being opened
+        # While muted, every processed frame goes out as silence: the same frames on the same timeline, so the
+        # recording keeps its length and listeners' players keep running.
+        self.muted = muted
         self.publisher = _PublisherLink(self, engine._rtc_configuration())
         self.recorder = WavRecorder(recording_path)
         self.timeline = OutboundTimeline()
@@ -157,6 +175,8 @@ class _Broadcast:
         self._closed: asyncio.Task[RecordingResult] | None = None
 
     def on_processed(self, opus: bytes, pcm: np.ndarray) -> None:
+        if self.muted:
+            opus, pcm = _silent_opus_frame(self.engine.config.opus_bitrate), np.zeros_like(pcm)
         self.recorder.write(pcm)
         self.fanout.publish(self.timeline.packet(opus))
 
@@ -193,7 +213,7 @@ class _Broadcast:
             listener.close()
         await asyncio.gather(*(pc.close() for pc, _listener in listeners), return_exceptions=True)
         if any(listener.connected for _pc, listener in listeners):
-            self.engine.events.listener_count_changed(self.session_id, 0)
+            self.engine.events.listener_count_changed(self.session_id, 0, ())
         result = await asyncio.to_thread(self.recorder.finalize)
         if self.stage is not None:
             result = dataclasses.replace(result, denoised_s=min(result.duration_s, self.stage.denoised_s))
@@ -204,6 +224,18 @@ class _Broadcast:
     @property
     def connected_listeners(self) -> int:
         return sum(1 for listener in self.listeners.values() if listener.connected)
+
+    @property
+    def connected_listener_keys(self) -> tuple[str, ...]:
+        """Who listens now: the distinct keys of the connected listeners (sorted; connections without a key are
+        counted but not named)."""
+        return tuple(sorted({listener.key for listener in self.listeners.values()
+                             if listener.connected and listener.key is not None}))
+
+    def report_listeners(self) -> None:
+        self.engine.events.listener_count_changed(
+            self.session_id, self.connected_listeners, self.connected_listener_keys
+        )
 
 
 @dataclass
@@ -267,13 +299,15 @@ class MediaEngine:
             for broadcast in list(self._broadcasts.values()):
                 broadcast.publisher.check_media_timeout(now)
 
-    async def publish(self, session_id: str, offer_sdp: str, *, denoise: bool, recording_path: Path) -> str:
+    async def publish(
+        self, session_id: str, offer_sdp: str, *, denoise: bool, recording_path: Path, muted: bool = False
+    ) -> str:
         if session_id in self._broadcasts:
             return await self._replace_publisher(self._broadcasts[session_id], offer_sdp)
         self._start_watchdog()
         # Registered before the first await, so that end() during the denoise workers' start finds the session
         # and a second offer meanwhile is refused as a second publisher.
-        broadcast = _Broadcast(self, session_id, Path(recording_path), denoise)
+        broadcast = _Broadcast(self, session_id, Path(recording_path), denoise, muted)
         self._broadcasts[session_id] = broadcast
         try:
             await self._accept_offer(broadcast.publisher, offer_sdp)  # a bad offer costs no denoise worker
@@ -328,6 +362,19 @@ class MediaEngine:
             return
         broadcast.denoise = on
         stage.set_denoise(on)
+
+    def set_muted(self, session_id: str, muted: bool) -> None:
+        """Mute or unmute a live session: while muted, listeners and the recording get silence in place of its
+        audio, frame for frame (the stream goes on; its timeline and the recording's length stay true). Raises
+        StreamNotFound for an unknown session."""
+        broadcast = self._broadcasts.get(session_id)
+        if broadcast is None or broadcast.ending:
+            raise StreamNotFound(session_id)
+        broadcast.muted = muted
+
+    def is_muted(self, session_id: str) -> bool:
+        broadcast = self._broadcasts.get(session_id)
+        return broadcast is not None and broadcast.muted
 
     async def _replace_publisher(self, broadcast: _Broadcast, offer_sdp: str) -> str:
         """A new connection for a session whose publisher is gone (e.g. a reloaded broadcaster page)."""
@@ -455,7 +502,7 @@ class MediaEngine:
             return
         listener.connected = True
         broadcast.fanout.attach(listener.track)
-        self.events.listener_count_changed(session_id, broadcast.connected_listeners)
+        broadcast.report_listeners()
 
     def _drop_unconnected_listener(self, session_id: str, broadcast: _Broadcast, pc: RTCPeerConnection) -> None:
         listener = broadcast.listeners.get(pc)
@@ -471,7 +518,7 @@ class MediaEngine:
             return
         listener.close()
         if listener.connected:
-            self.events.listener_count_changed(session_id, broadcast.connected_listeners)
+            broadcast.report_listeners()
         await pc.close()
 
     async def disconnect_listeners(self, session_id: str, listener_key: str) -> int:

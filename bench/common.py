@@ -28,7 +28,7 @@ class SilentEvents:
     def publisher_gone(self, session_id: str) -> None:
         pass
 
-    def listener_count_changed(self, session_id: str, count: int) -> None:
+    def listener_count_changed(self, session_id: str, count: int, listener_keys: tuple[str, ...]) -> None:
         pass
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:

@@ -31,6 +31,7 @@ ERRORS_BY_OPERATION: dict[str, tuple[int, ...]] = {
     "stream_start_create": (400, 401, 403, 409, 415, 503),
     "stream_stop_create": (400, 401, 409, 415, 503),
     "stream_denoise_create": (400, 401, 409, 415, 503),
+    "stream_mute_create": (400, 401, 409, 415),
     "stream_offer_create": (400, 401, 404, 409, 415, 503),
     "stream_listener_offer_create": (400, 401, 403, 404, 409, 415, 429, 503),
     "stream_status_retrieve": (401, 403, 404),

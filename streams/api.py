@@ -37,6 +37,10 @@ class DenoiseSwitchSerializer(serializers.Serializer):
     denoise = serializers.BooleanField()
 
 
+class MuteSerializer(serializers.Serializer):
+    muted = serializers.BooleanField()
+
+
 class StopSerializer(serializers.Serializer):
     # What the broadcaster's page measured; the saved duration is counted from the samples actually written.
     duration = serializers.FloatField(required=False, min_value=0, max_value=7 * 24 * 3600)
@@ -54,6 +58,11 @@ STATUS_FIELDS: dict[str, serializers.Field] = {
     "started_at": serializers.DateTimeField(allow_null=True),
     "denoise": serializers.BooleanField(allow_null=True),
     "listeners": serializers.IntegerField(),
+    "muted": serializers.BooleanField(),
+    "audio_started": serializers.BooleanField(),
+    "listener_names": serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Who listens now; only in the owner's own status."
+    ),
 }
 RECORDING_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.IntegerField(),
@@ -148,10 +157,31 @@ class DenoiseSwitchView(APIView):
         return Response({"session_id": str(stream.session_id), "denoise": stream.denoise_enabled})
 
 
+class MuteView(APIView):
+    """Mute or unmute the caller's live stream; it goes on, and friends hear silence (the recording keeps it)."""
+
+    @extend_schema(
+        request=MuteSerializer,
+        responses=inline_serializer(
+            "MuteSwitched", {"session_id": serializers.UUIDField(), "muted": serializers.BooleanField()}
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = MuteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            stream = services.set_muted(signed_in(request), body.validated_data["muted"])
+        except services.NotLive as error:
+            raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream first.") from error
+        return Response({"session_id": str(stream.session_id), "muted": stream.muted})
+
+
 class StreamStatusView(APIView):
     @extend_schema(responses=inline_serializer("StreamStatus", STATUS_FIELDS))
     def get(self, request: Request, username: str) -> Response:
-        return Response(services.stream_status(owner_visible_to(signed_in(request), username)))
+        viewer = signed_in(request)
+        owner = owner_visible_to(viewer, username)
+        return Response(services.stream_status(owner, for_owner=owner.pk == viewer.pk))
 
 
 class MyRecordingsView(APIView):

@@ -126,7 +126,7 @@ class StreamConsumer(JsonConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        status = await database_sync_to_async(services.stream_status)(owner)
+        status = await database_sync_to_async(services.stream_status)(owner, for_owner=self.is_owner)
         if not self.is_owner:
             del status["session_id"]  # the session id lets its holder publish: the owner's pages only
         await self.send_json({"type": "stream_status", **status})
@@ -146,7 +146,17 @@ class StreamConsumer(JsonConsumer):
         await self.send_error("This socket only sends; it takes no messages.")
 
     async def stream_listeners_changed(self, event: dict) -> None:
-        await self.send_json({"type": event["event"], "count": event["count"]})
+        message = {"type": event["event"], "count": event["count"]}
+        if self.is_owner and "names" in event:  # who listens is the broadcaster's to know; friends get the count
+            message["names"] = event["names"]
+        await self.send_json(message)
+
+    async def stream_mute_changed(self, event: dict) -> None:
+        await self.send_json({"type": "mute_changed", "muted": event["muted"]})
+
+    async def stream_audio_started(self, event: dict) -> None:
+        if self.is_owner:  # the broadcaster's pages stop saying "Connecting…"
+            await self.send_json({"type": "audio_started", "session_id": event["session_id"]})
 
     async def stream_started(self, event: dict) -> None:
         message = {"type": "stream_started", "started_at": event["started_at"], "denoise": event["denoise"]}

@@ -30,6 +30,8 @@ STREAM_STARTED = "stream.started"
 STREAM_ENDED = "stream.ended"
 DENOISE_MODE_CHANGED = "stream.denoise_mode_changed"
 DENOISE_SWITCHED = "stream.denoise_switched"
+MUTE_CHANGED = "stream.mute_changed"
+AUDIO_STARTED = "stream.audio_started"
 ACCESS_REVOKED = "viewer.access_revoked"
 CREDENTIALS_CHANGED = "presence.credentials_changed"
 
@@ -130,6 +132,25 @@ def denoise_mode_changed(owner_id: int, denoised: bool) -> None:
 def denoise_switched(owner_id: int, denoise: bool) -> None:
     """The owner switched their live stream's denoising (their other pages' checkboxes follow)."""
     tell_stream_watchers(owner_id, {"type": DENOISE_SWITCHED, "denoise": denoise})
+
+
+def mute_changed(owner_id: int, muted: bool) -> None:
+    """The broadcaster muted or unmuted their live stream: friends' pages show it, the owner's follow."""
+    tell_stream_watchers(owner_id, {"type": MUTE_CHANGED, "muted": muted})
+
+
+def audio_started(owner_id: int, session_id: str) -> None:
+    """The server received the stream's first audio: the broadcaster's pages stop saying "Connecting…"."""
+    tell_stream_watchers(owner_id, {"type": AUDIO_STARTED, "session_id": session_id})
+
+
+def listeners_changed(owner_id: int, *, joined: bool, count: int, names: list[str]) -> None:
+    """To the stream's watchers; only the owner's sockets pass the listeners' `names` on."""
+    tell_stream_watchers(
+        owner_id,
+        {"type": LISTENERS_CHANGED, "event": "listener_joined" if joined else "listener_left", "count": count,
+         "names": names},
+    )
 
 
 def revoke_stream_access(viewer_id: int, owner_id: int) -> None:

@@ -193,8 +193,10 @@ class _SignalsFromEngine:
     def publisher_gone(self, session_id: str) -> None:
         _queue_signal(signals.publisher_gone, session_id=session_id)
 
-    def listener_count_changed(self, session_id: str, count: int) -> None:
-        _queue_signal(signals.listener_count_changed, session_id=session_id, count=count)
+    def listener_count_changed(self, session_id: str, count: int, listener_keys: tuple[str, ...]) -> None:
+        # `listen` keys each connection with its listener's user id.
+        listener_ids = [int(key) for key in listener_keys if key.isdigit()]
+        _queue_signal(signals.listener_count_changed, session_id=session_id, count=count, listener_ids=listener_ids)
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
         _queue_signal(signals.denoise_mode_changed, session_id=session_id, denoised=denoised)
@@ -327,13 +329,16 @@ def _end_session(session_id: str) -> RecordingResult | None:
     return async_to_sync(_engine.end)(session_id)
 
 
-def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool) -> str:
-    """Blocking: connect the broadcaster's offer to their session; returns the answer SDP."""
+def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool, muted: bool = False) -> str:
+    """Blocking: connect the broadcaster's offer to their session; returns the answer SDP. `muted` is the
+    session's state when this process first takes it (afterwards `set_muted` keeps the engine in step)."""
     target = final_path(owner_id, session_id)
     target.parent.mkdir(parents=True, exist_ok=True)
 
     async def answer() -> str:
-        return await engine().publish(str(session_id), offer_sdp, denoise=denoise, recording_path=target)
+        return await engine().publish(
+            str(session_id), offer_sdp, denoise=denoise, recording_path=target, muted=muted
+        )
 
     try:
         return async_to_sync(answer)()
@@ -381,24 +386,37 @@ def listen(
         raise TooManyConnections(error.limit) from error
 
 
-def set_denoise(session_id: uuid.UUID, on: bool) -> None:
-    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole). Nothing to do
-    when this process holds no media for it yet: its first offer is answered with the stream's setting.
-    Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never started)."""
+def _change_live_session(session_id: uuid.UUID, change: Callable[[MediaEngine, str], None]) -> None:
+    """Blocking: apply `change` to a session this process's engine holds, on the engine's loop. Nothing to do
+    when it holds no media for it (yet: its first offer is answered with the stream's state), or it ended meanwhile."""
     if _engine is None or not _engine.is_publishing(str(session_id)):
         return
     media_engine = _engine
 
-    async def switch() -> None:
-        media_engine.set_denoise(str(session_id), on)
+    async def apply() -> None:
+        change(media_engine, str(session_id))
 
     try:
-        async_to_sync(switch)()
+        async_to_sync(apply)()
     except StreamNotFound:
-        return  # ended meanwhile
+        return
+
+
+def set_denoise(session_id: uuid.UUID, on: bool) -> None:
+    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole); see
+    `_change_live_session`. Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never
+    started)."""
+    try:
+        _change_live_session(session_id, lambda media_engine, session: media_engine.set_denoise(session, on))
     except DenoiserUnavailable as error:
         logger.error("cannot switch denoising on for %s: %s", session_id, error)
         raise DenoiseUnavailable() from error
+
+
+def set_muted(session_id: uuid.UUID, muted: bool) -> None:
+    """Blocking: mute or unmute a live session (its listeners and recording get silence in place of its audio);
+    see `_change_live_session`."""
+    _change_live_session(session_id, lambda media_engine, session: media_engine.set_muted(session, muted))
 
 
 def denoise_headroom() -> int | None:

@@ -28,6 +28,10 @@ class ActiveStream(models.Model):
     # The server process that holds the stream's media (streams.media.host_id(); empty until the first offer is
     # answered). Only that process ends it by deadline: another one would finalize a recording still written.
     media_host = models.CharField(max_length=64, blank=True, default="")
+    # The broadcaster muted their microphone: the stream goes on, its listeners and recording get silence.
+    muted = models.BooleanField(default=False)
+    # Who listens now (user ids, each once), as the media engine last reported; their names go to the owner only.
+    listener_ids = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"

@@ -166,6 +166,23 @@ def set_denoise(user: User, on: bool) -> ActiveStream:
     return stream
 
 
+def set_muted(user: User, muted: bool) -> ActiveStream:
+    """Mute or unmute `user`'s live stream without ending it: while muted the server sends silence in place of
+    their audio, on the same timeline, and the recording keeps that silence. NotLive when nothing is live; asking
+    for what is already so changes nothing. The owner's and friends' pages are told on commit."""
+    stream = active_stream_of(user)
+    if stream is None:
+        raise NotLive()
+    if stream.muted == muted:
+        return stream
+    media.set_muted(stream.session_id, muted)
+    ActiveStream.objects.filter(pk=stream.pk).update(muted=muted)
+    stream.muted = muted
+    logger.info("stream %s: user=%s session=%s", "muted" if muted else "unmuted", user.username, stream.session_id)
+    events.mute_changed(user.pk, muted)
+    return stream
+
+
 def stop_stream(user: User, *, reason: EndReason = EndReason.STOPPED) -> "EndedStream":
     """The broadcaster ends their stream (Stop, or leaving My page). Refused with
     ChannelLayerUnavailable, changing nothing, while friends could not be told; NotLive when nothing is live."""
@@ -292,28 +309,42 @@ def on_credentials_changed(user_id: int, **_: Any) -> None:
     events.close_sockets_of(user_id)
 
 
-def stream_status(owner: User) -> dict[str, Any]:
+def stream_status(owner: User, *, for_owner: bool = False) -> dict[str, Any]:
+    """A person's live state. `for_owner`: also who listens (`listener_names`), which only the owner sees."""
     stream = active_stream_of(owner)
-    return {
+    status = {
         "username": owner.username,
         "is_streaming": stream is not None,
         "session_id": str(stream.session_id) if stream else None,
         "started_at": stream.started_at.isoformat() if stream else None,
         "denoise": stream.denoise_enabled if stream else None,
         "listeners": stream.listener_count if stream else 0,
+        "muted": stream.muted if stream else False,
+        # Whether the server has received the stream's audio (until then the broadcaster's page is connecting).
+        "audio_started": stream is not None and stream.audio_started_at is not None,
     }
+    if for_owner:
+        status["listener_names"] = listener_names(stream.listener_ids) if stream else []
+    return status
 
 
-def set_listener_count(session_id: uuid.UUID | str, count: int) -> None:
-    """Record a stream's listener count (from the media engine) and tell whoever watches the stream."""
+def listener_names(user_ids: Iterable[int]) -> list[str]:
+    return sorted(User.objects.filter(pk__in=list(user_ids)).values_list("username", flat=True))
+
+
+def set_listener_count(session_id: uuid.UUID | str, count: int, listener_ids: Iterable[int] | None = None) -> None:
+    """Record a stream's listeners (from the media engine): how many connections, and who (user ids, when the
+    engine says). Tells whoever watches the stream; only the owner's pages get the names."""
     stream = ActiveStream.objects.filter(session_id=session_id).first()
     if stream is None:
         return
-    previous = stream.listener_count
-    ActiveStream.objects.filter(pk=stream.pk).update(listener_count=count)
-    if count != previous:
-        kind = "listener_joined" if count > previous else "listener_left"
-        events.tell_stream_watchers(stream.owner_id, {"type": events.LISTENERS_CHANGED, "event": kind, "count": count})
+    previous_count, previous_ids = stream.listener_count, stream.listener_ids
+    ids = sorted(set(previous_ids if listener_ids is None else listener_ids))
+    ActiveStream.objects.filter(pk=stream.pk).update(listener_count=count, listener_ids=ids)
+    if count != previous_count or ids != previous_ids:
+        events.listeners_changed(
+            stream.owner_id, joined=count >= previous_count, count=count, names=listener_names(ids)
+        )
 
 
 def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
@@ -326,12 +357,18 @@ def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
     if stream is None:
         raise NotLive()
     try:
-        answer = media.publish(user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled)
+        answer = media.publish(
+            user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled, muted=stream.muted
+        )
     except media.DenoiseUnavailable:
         if stream.audio_started_at is None:
             end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
         raise
     ActiveStream.objects.filter(pk=stream.pk).update(media_host=media.host_id())
+    # A mute while this offer was answered may have found no media yet: the engine follows the stored state.
+    muted_now = ActiveStream.objects.filter(pk=stream.pk).values_list("muted", flat=True).first()
+    if muted_now is not None and muted_now != stream.muted:
+        media.set_muted(stream.session_id, muted_now)
     return stream, answer
 
 
@@ -351,9 +388,16 @@ def listen_offer(viewer: User, owner: User, offer_sdp: str) -> tuple[ActiveStrea
 
 
 def on_publisher_connected(session_id: str, **_: Any) -> None:
+    """Audio arrived; the first audio of a stream turns its broadcaster's pages from "Connecting…" to live."""
     now = clock.now()
-    ActiveStream.objects.filter(session_id=session_id, audio_started_at__isnull=True).update(audio_started_at=now)
+    first = ActiveStream.objects.filter(session_id=session_id, audio_started_at__isnull=True).update(
+        audio_started_at=now
+    )
     ActiveStream.objects.filter(session_id=session_id).update(publisher_lost_at=None)
+    if first:
+        owner_id = ActiveStream.objects.filter(session_id=session_id).values_list("owner_id", flat=True).first()
+        if owner_id is not None:
+            events.audio_started(owner_id, str(session_id))
 
 
 def on_publisher_gone(session_id: str, **_: Any) -> None:
@@ -362,8 +406,10 @@ def on_publisher_gone(session_id: str, **_: Any) -> None:
     )
 
 
-def on_listener_count_changed(session_id: str, count: int, **_: Any) -> None:
-    set_listener_count(session_id, count)
+def on_listener_count_changed(
+    session_id: str, count: int, listener_ids: Iterable[int] | None = None, **_: Any
+) -> None:
+    set_listener_count(session_id, count, listener_ids)
 
 
 def on_denoise_mode_changed(session_id: str, denoised: bool, **_: Any) -> None:

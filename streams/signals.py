@@ -13,7 +13,7 @@ publisher_connected = Signal()
 # The broadcaster's connection failed or closed, or its audio stopped; a new offer within the grace period
 # replaces it.
 publisher_gone = Signal()
-# `count` connected listeners now.
+# `count` connected listeners now; `listener_ids`: the user ids of the people they are (each once).
 listener_count_changed = Signal()
 # The server's denoiser stopped (`denoised` False: busy, the stream is passed through) or resumed denoising.
 denoise_mode_changed = Signal()

@@ -13,6 +13,7 @@ api_urlpatterns = [
     path("stream/start/", api.StartStreamView.as_view(), name="api_stream_start"),
     path("stream/stop/", api.StopStreamView.as_view(), name="api_stream_stop"),
     path("stream/denoise/", api.DenoiseSwitchView.as_view(), name="api_stream_denoise"),
+    path("stream/mute/", api.MuteView.as_view(), name="api_stream_mute"),
     path("stream/offer/", api.PublishOfferView.as_view(), name="api_stream_offer"),
     path("stream/listener/<str:username>/offer/", api.ListenerOfferView.as_view(), name="api_listener_offer"),
     path("stream/status/<str:username>/", api.StreamStatusView.as_view(), name="api_stream_status"),

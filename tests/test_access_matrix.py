@@ -48,6 +48,7 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
     "api/stream/stop/": [("post", "/api/stream/stop/", {}, grid(401, 409, 409, 409, 200))],
     # Only one's own live stream: the others are not live themselves.
     "api/stream/denoise/": [("post", "/api/stream/denoise/", {"denoise": False}, grid(401, 409, 409, 409, 200))],
+    "api/stream/mute/": [("post", "/api/stream/mute/", {"muted": True}, grid(401, 409, 409, 409, 200))],
     "api/stream/offer/": [
         ("post", "/api/stream/offer/", {"sdp": "v=0", "type": "offer"}, grid(401, 409, 409, 409, 400))
     ],

@@ -94,6 +94,10 @@ def test_stream_status_is_for_the_owner_and_friends(api_client, cast, role, expe
             "started_at": stream.started_at.isoformat(),
             "denoise": False,
             "listeners": 0,
+            "muted": False,
+            "audio_started": False,
+            # Who listens is the owner's to know; friends see how many.
+            **({"listener_names": []} if role == "owner" else {}),
         }
     else:
         assert "error" in response.json()

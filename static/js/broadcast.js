@@ -86,7 +86,9 @@ const ENDED_BECAUSE = {
   logged_out: "Your stream ended because you logged out. The recording is saved below.",
   connection_lost: "Your stream ended because your microphone's connection was lost for too long. "
     + "The recording is saved below.",
-  no_audio: "Your stream ended because no sound reached Quietcast from your microphone.",
+  no_audio: "Your stream ended because no sound from your microphone ever reached Quietcast. The connection "
+    + "between your browser and the server may be blocked (a firewall, VPN or strict network): try another "
+    + "network, or ask whoever runs Quietcast to set up a TURN relay.",
   server_restart: "Your stream ended because the Quietcast server restarted. The recording is saved below.",
   max_length: "Your stream reached the longest a stream may run here, so it ended. The recording is saved below.",
   account_deleted: "Your stream ended because your account was deleted.",
@@ -94,6 +96,20 @@ const ENDED_BECAUSE = {
 
 const DENOISE_PAUSED = "Denoising paused: the server is busy. Friends hear you without noise removal until it "
   + "has room again.";
+
+// While live but before the server has received any sound ("Connecting…"); after STILL_CONNECTING_MS it says more.
+const CONNECTING = "Connecting… your microphone's sound is on its way to Quietcast. Friends hear you once it arrives.";
+const STILL_CONNECTING = "Still connecting… no sound has reached Quietcast yet. If none does, the stream ends by "
+  + "itself and this page says why.";
+const STILL_CONNECTING_MS = 5000;
+
+// Text fields where the M key is typing, not the mute shortcut.
+function typesText(element) {
+  if (!(element instanceof Element)) return false;
+  if (element.isContentEditable || element.matches("textarea, select")) return true;
+  return element.matches("input") && !["checkbox", "radio", "button", "submit", "reset", "range", "color", "file"]
+    .includes(element.type);
+}
 
 export function endedMessage(reason) {
   return ENDED_BECAUSE[reason] ?? "Your stream has ended.";
@@ -106,6 +122,12 @@ export class Broadcaster {
     this.card = card;
     this.button = card.querySelector("[data-broadcast-toggle]");
     this.denoise = card.querySelector("[data-denoise-toggle]");
+    this.muteButton = card.querySelector("[data-mute-toggle]");
+    this.muted = this.muteButton.getAttribute("aria-pressed") === "true";
+    this.switchingMute = false;
+    // Whether the server has received this stream's sound; until then the page says "Connecting…".
+    this.audioFlowing = card.dataset.live === "true" && card.dataset.audioStarted === "true";
+    this.stillConnectingTimer = null;
     this.meter = new LevelMeter(card.querySelector("[data-input-level]"));
     this.onEnded = onEnded;
     this.microphone = null;
@@ -123,6 +145,8 @@ export class Broadcaster {
       onEnded: (reason) => this.endedOnServer(reason),
       onDenoiseMode: (denoised) => this.panel.showError(denoised ? "" : DENOISE_PAUSED),
       onDenoiseSwitched: (denoise) => { if (!this.switchingDenoise) this.denoise.checked = denoise; },
+      onMuted: (muted) => { if (!this.switchingMute) this.followMute(muted); },
+      onAudioStarted: ({ session_id: sessionId }) => { if (sessionId === this.sessionId) this.audioArrived(); },
       onDown: () => {
         if (this.panel.isLive) this.panel.say("Reconnecting… Quietcast cannot be reached right now.");
       },
@@ -130,6 +154,14 @@ export class Broadcaster {
     this.button.addEventListener("click", () => (this.panel.isLive ? this.stop() : this.start()));
     this.switchingDenoise = false;
     this.denoise.addEventListener("change", () => { if (this.panel.isLive) this.switchDenoise(this.denoise.checked); });
+    this.muteButton.addEventListener("click", () => this.switchMute(!this.muted));
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "m" && event.key !== "M") return;
+      if (event.repeat || event.ctrlKey || event.metaKey || event.altKey || typesText(event.target)) return;
+      if (!this.panel.isLive || this.switchingMute) return;
+      event.preventDefault();
+      this.switchMute(!this.muted);
+    });
     this.askBeforeLeaving();
     window.addEventListener("pagehide", () => {
       // Closing the connection ourselves tells the server at once, so a reloaded page can take over the stream.
@@ -170,6 +202,71 @@ export class Broadcaster {
     this.button.classList.toggle("primary", !live);
     // Before going live the box is the choice for the start; while live it switches the stream at once.
     this.denoise.disabled = this.switchingDenoise;
+    this.muteButton.disabled = !live || this.switchingMute;
+    this.muteButton.textContent = this.muted ? "Unmute" : "Mute";
+    this.muteButton.setAttribute("aria-pressed", String(this.muted));
+    this.card.classList.toggle("is-connecting", live && !this.audioFlowing);
+  }
+
+  // Mute or unmute: the microphone track goes quiet at once (nothing leaves this device while muted), and the
+  // server, which decides what friends hear and what is recorded, sends silence in its place.
+  async switchMute(muted) {
+    this.switchingMute = true;
+    this.panel.showError("");
+    const before = this.muted;
+    this.followMute(muted);
+    try {
+      const answer = await api("/api/stream/mute/", { method: "POST", body: { muted } });
+      this.followMute(answer.muted);
+      this.panel.say(answer.muted ? "You are muted. Your friends hear silence; press M or Unmute to be heard again."
+        : "You are unmuted. Your friends hear you again.", { loud: true });
+    } catch (error) {
+      this.followMute(before);
+      this.panel.showError(`You were not ${muted ? "muted" : "unmuted"}: ${error.plainWords ?? error.message}`);
+    } finally {
+      this.switchingMute = false;
+      this.render();
+    }
+  }
+
+  // The stream's mute as this page should show and apply it (its own switch, or one from another page).
+  followMute(muted) {
+    this.muted = muted;
+    for (const track of this.microphone?.getAudioTracks() ?? []) track.enabled = !muted;
+    this.render();
+  }
+
+  // The server received the stream's first sound: from "Connecting…" to live.
+  audioArrived() {
+    clearTimeout(this.stillConnectingTimer);
+    if (this.audioFlowing) return;
+    this.audioFlowing = true;
+    this.render();
+    if (this.sendsAudio) {
+      this.panel.say(`You are live${this.denoise.checked ? " with denoise on" : ""}. Your friends can listen now.`,
+        { loud: true });
+    }
+  }
+
+  awaitAudio() {
+    this.audioFlowing = false;
+    this.render();
+    this.panel.say(CONNECTING, { loud: true });
+    clearTimeout(this.stillConnectingTimer);
+    this.stillConnectingTimer = setTimeout(() => this.checkAudio(), STILL_CONNECTING_MS);
+  }
+
+  // Still no word that the sound arrived: ask the server (in case the event went missing), and say so plainly.
+  async checkAudio() {
+    const sessionId = this.sessionId;
+    const status = await api(`/api/stream/status/${encodeURIComponent(this.panel.username)}/`).catch(() => null);
+    if (!this.panel.isLive || this.audioFlowing || this.sessionId !== sessionId) return;
+    if (status?.audio_started && status.session_id === sessionId) {
+      this.audioArrived();
+      return;
+    }
+    if (this.sendsAudio) this.panel.say(STILL_CONNECTING);
+    this.stillConnectingTimer = setTimeout(() => this.checkAudio(), STILL_CONNECTING_MS);
   }
 
   // While live: ask the server to switch noise removal; the box shows what is in force, whatever the answer.
@@ -217,11 +314,10 @@ export class Broadcaster {
     this.sending = await takeSendingLock(this.sessionId); // a new stream's lock is free at once
     this.starting = false;
     this.startedMeanwhile = null;
+    this.muted = false;
     this.panel.setLive(true);
-    this.render();
     this.button.disabled = false;
-    this.panel.say(`You are live${started.denoise ? " with denoise on" : ""}. Your friends can listen now.`,
-      { loud: true });
+    this.awaitAudio();
     await this.connectAudio({ reconnecting: false });
   }
 
@@ -231,6 +327,7 @@ export class Broadcaster {
     let retry = false;
     try {
       this.microphone ??= await openMicrophone();
+      this.followMute(this.muted);
       this.meter.attach(this.microphone);
       const peer = this.peer = await newPeerConnection();
       for (const track of this.microphone.getAudioTracks()) peer.addTrack(track, this.microphone);
@@ -240,7 +337,8 @@ export class Broadcaster {
       await negotiate(peer, "/api/stream/offer/");
       if (reconnecting && this.sendsAudio) {
         this.panel.showError("");
-        this.panel.say("You are live. Your microphone is connected again.", { loud: true });
+        this.panel.say(this.audioFlowing ? "You are live. Your microphone is connected again." : CONNECTING,
+          { loud: true });
       }
     } catch (error) {
       if (!this.sendsAudio) { // the stream ended meanwhile; the page already says so
@@ -308,6 +406,8 @@ export class Broadcaster {
       return;
     }
     if (typeof status.denoise === "boolean" && !this.switchingDenoise) this.denoise.checked = status.denoise;
+    if (!this.switchingMute) this.followMute(Boolean(status.muted));
+    if (status.audio_started) this.audioArrived();
     if (!afterOutage) return;
     if (this.sendsAudio) {
       this.panel.say("You are live. Reconnecting your microphone…");
@@ -318,15 +418,18 @@ export class Broadcaster {
   }
 
   // A stream started: this tab's own (already shown), or one started in another tab.
-  startedSomewhere({ session_id: sessionId, started_at: startedAt, denoise }) {
+  startedSomewhere(stream) {
+    const { session_id: sessionId, started_at: startedAt, denoise } = stream;
     if (this.starting) {
-      this.startedMeanwhile = { session_id: sessionId, started_at: startedAt, denoise };
+      this.startedMeanwhile = stream;
       return;
     }
     if (this.panel.isLive && sessionId === this.sessionId) return;
     this.releaseMicrophone();
     this.stopSending();
     this.sessionId = sessionId;
+    this.muted = Boolean(stream.muted);
+    this.audioFlowing = Boolean(stream.audio_started); // else the server says when it arrives (audio_started)
     this.panel.setLive(true, startedAt ? secondsSince(startedAt) : 0);
     if (typeof denoise === "boolean") this.denoise.checked = denoise;
     this.render();
@@ -344,9 +447,11 @@ export class Broadcaster {
   }
 
   finish(message) {
+    clearTimeout(this.stillConnectingTimer);
     this.releaseMicrophone();
     this.stopSending();
     this.sessionId = null;
+    this.muted = false;
     this.panel.setLive(false);
     this.render();
     this.button.disabled = false;

@@ -1,6 +1,7 @@
 // The "Live" card shared by the broadcaster's and the listener's page: live state in words, the mm:ss timer,
 // the listener count, and the `/ws/stream/<username>/` socket that reports the stream's life as the server sees
-// it: its status on every (re)connect, its start, its listeners and its end with a reason.
+// it: its status on every (re)connect, its start, its listeners and its end with a reason, and whether the
+// broadcaster muted it (a MUTED badge on everyone's card; the owner's card also names who listens).
 
 import { announce } from "./announce.js";
 import { formatDuration } from "./format.js";
@@ -12,16 +13,20 @@ export class StreamPanel {
   // `onDown()`: the server cannot be reached (the socket retries). `onRefused(code)`: the server will not let
   // this page watch any more (e.g. no longer friends). `onDenoiseMode(denoised)`: the server paused (busy) or
   // resumed noise removal for the stream. `onDenoiseSwitched(denoise)`: the owner switched noise removal while
-  // live (from this page or another).
+  // live (from this page or another). `onMuted(muted)`: the broadcaster muted or unmuted the stream.
+  // `onAudioStarted(message)`: the server received the stream's first audio (the owner's pages only).
   constructor(panel, {
     onStatus = () => {}, onStarted = () => {}, onEnded = () => {}, onDown = () => {}, onRefused = () => {},
-    onDenoiseMode = () => {}, onDenoiseSwitched = () => {},
+    onDenoiseMode = () => {}, onDenoiseSwitched = () => {}, onMuted = () => {}, onAudioStarted = () => {},
   } = {}) {
     this.panel = panel;
     this.username = panel.dataset.username;
     this.stateText = panel.querySelector("[data-stream-state]");
     this.timer = panel.querySelector("[data-stream-timer]");
     this.listeners = panel.querySelector("[data-listener-count]");
+    this.listenerNames = panel.querySelector("[data-listener-names]");
+    this.mutedBadge = panel.querySelector("[data-muted-badge]");
+    this.muted = this.mutedBadge ? !this.mutedBadge.hidden : false;
     this.error = panel.querySelector("[data-stream-error]");
     this.isLive = panel.dataset.live === "true";
     this.timerInterval = null;
@@ -33,12 +38,19 @@ export class StreamPanel {
         if (message.type === "stream_status") {
           const afterOutage = this.outage;
           this.outage = false;
-          this.setListeners(message.listeners ?? 0);
+          this.setListeners(message.listeners ?? 0, message.listener_names);
+          this.setMuted(Boolean(message.is_streaming && message.muted));
           onStatus(message, { afterOutage });
         } else if (message.type === "stream_started") {
+          this.setMuted(false);
           onStarted(message);
         } else if (message.type === "listener_joined" || message.type === "listener_left") {
-          this.setListeners(message.count);
+          this.setListeners(message.count, message.names);
+        } else if (message.type === "mute_changed") {
+          this.setMuted(message.muted, { loud: true });
+          onMuted(message.muted);
+        } else if (message.type === "audio_started") {
+          onAudioStarted(message);
         } else if (message.type === "stream_ended") {
           onEnded(message.reason);
         } else if (message.type === "denoise_mode_changed") {
@@ -71,12 +83,31 @@ export class StreamPanel {
     this.panel.classList.toggle("is-live", isLive);
     if (isLive) this.startTimer(elapsedSeconds);
     else this.stopTimer();
-    if (!isLive) this.setListeners(0);
+    if (!isLive) {
+      this.setListeners(0, []);
+      this.setMuted(false);
+    }
   }
 
-  setListeners(count) {
+  // `names` (who listens, each once) come to the owner's pages only; friends' pages get the count.
+  setListeners(count, names) {
     if (!this.listeners) return;
     this.listeners.textContent = count === 1 ? "1 listener" : `${count} listeners`;
+    if (!this.listenerNames || !Array.isArray(names)) return;
+    this.listenerNames.replaceChildren(...names.map((name) => {
+      const item = document.createElement("li");
+      item.textContent = name;
+      return item;
+    }));
+  }
+
+  setMuted(muted, { loud = false } = {}) {
+    const changed = muted !== this.muted;
+    this.muted = muted;
+    if (this.mutedBadge) this.mutedBadge.hidden = !muted;
+    // The owner's own page says it in its state line.
+    if (!loud || !changed || this.panel.dataset.role === "owner") return;
+    announce(muted ? `${this.username} muted their microphone.` : `${this.username} unmuted their microphone.`);
   }
 
   startTimer(elapsedSeconds) {

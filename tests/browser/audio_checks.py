@@ -21,20 +21,21 @@ KEEP_PEER_CONNECTIONS = """
     };
 """
 
-# What the page's open peer connections have received so far: RTP payload bytes, and the energy of the audio
-# they decoded (the sum over time of the squared level, 0..1; it stays put while the audio is digital silence).
+# What the page's open peer connections have received so far: RTP packets and payload bytes, and the energy of the
+# audio they decoded (the sum over time of the squared level, 0..1; it stays put while the audio is digital silence).
 INBOUND_AUDIO = """async () => {
-    let bytes = 0, energy = 0;
+    let bytes = 0, energy = 0, packets = 0;
     for (const peer of window.testPeerConnections) {
         if (peer.connectionState === "closed") continue;
         for (const report of (await peer.getStats()).values()) {
             if (report.type === "inbound-rtp" && report.kind === "audio") {
                 bytes += report.bytesReceived ?? 0;
                 energy += report.totalAudioEnergy ?? 0;
+                packets += report.packetsReceived ?? 0;
             }
         }
     }
-    return { bytes, energy };
+    return { bytes, energy, packets };
 }"""
 
 # The test microphones' audio adds about 0.3 a second (the speech fixture in Chromium); silence adds nothing.

@@ -32,6 +32,7 @@ class RecordedEvents:
     connected: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     listener_counts: list[tuple[str, int]] = field(default_factory=list)
+    listener_keys: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     denoise_modes: list[tuple[str, bool]] = field(default_factory=list)
 
     def publisher_connected(self, session_id: str) -> None:
@@ -40,8 +41,9 @@ class RecordedEvents:
     def publisher_gone(self, session_id: str) -> None:
         self.gone.append(session_id)
 
-    def listener_count_changed(self, session_id: str, count: int) -> None:
+    def listener_count_changed(self, session_id: str, count: int, listener_keys: tuple[str, ...]) -> None:
         self.listener_counts.append((session_id, count))
+        self.listener_keys.append((session_id, listener_keys))
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
         self.denoise_modes.append((session_id, denoised))
@@ -68,11 +70,12 @@ async def start_publisher(
     denoise: bool,
     recording_path: Path,
     autoplay: bool = False,
+    muted: bool = False,
 ):
     track = PacedAudioTrack(samples, autoplay=autoplay)
 
     async def signal(offer: str) -> str:
-        return await engine.publish(session_id, offer, denoise=denoise, recording_path=recording_path)
+        return await engine.publish(session_id, offer, denoise=denoise, recording_path=recording_path, muted=muted)
 
     pc = await connect_publisher(track, signal)
     return pc, track
