@@ -47,6 +47,7 @@ def _chunks(path: Path) -> Iterator[np.ndarray]:
 def _replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file in the same folder and rename it into place, so a reader (or a second
     writer racing this one) never sees half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=target.suffix)
     os.close(handle)
     try:

@@ -48,9 +48,11 @@ export class Waveform {
     const played = this.duration ? this.player.currentTime / this.duration : 0;
     const barWidth = canvas.width / peaks.length;
     const middle = canvas.height / 2;
+    // Scaled to the loudest slice, so a quiet recording's shape is as readable as a loud one's.
+    const loudest = Math.max(0.01, ...peaks);
     context.clearRect(0, 0, canvas.width, canvas.height);
     peaks.forEach((peak, index) => {
-      const height = Math.max(scale, peak * canvas.height);
+      const height = Math.max(scale, (peak / loudest) * canvas.height);
       context.fillStyle = (index + 0.5) / peaks.length <= played ? style.color : style.borderColor;
       context.fillRect(index * barWidth, middle - height / 2, Math.max(scale, barWidth - BAR_GAP * scale), height);
     });
