@@ -164,7 +164,6 @@ def test_the_waveform_is_drawn_and_a_click_seeks_there(log_in, screenshots_dir):
         }"""
     )
     assert 0.05 < painted < 0.95
-    alice.locator("#recordings-section").screenshot(path=screenshots_dir / "recordings.png")
 
     box = waveform.bounding_box()
     waveform.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
@@ -173,6 +172,7 @@ def test_the_waveform_is_drawn_and_a_click_seeks_there(log_in, screenshots_dir):
         "audio => Math.abs(audio.currentTime / audio.duration - 0.75) < 0.02 && !audio.seeking",
         arg=player.element_handle(),
     )
+    alice.locator("#recordings-section").screenshot(path=screenshots_dir / "recordings.png")
 
 
 def test_load_more_brings_older_recordings(log_in):
