@@ -18,7 +18,9 @@ from audio_engine.framing import SAMPLE_RATE
 # 64 kbit/s Opus, tuned for speech and held near that rate (constrained VBR): transparent for voice, at most about
 # 0.49 MB per minute whatever the content (the WAV is 5.76 MB per minute).
 OGG_OPUS_BIT_RATE = 64_000
-OPUS_OPTIONS = {"application": "voip", "vbr": "constrained"}
+# Encoder effort 5 of 10: the same size, and twice as fast as 10 (bench.recording_files), which a person waiting for
+# a long recording's first download feels; at this rate speech loses nothing audible.
+OPUS_OPTIONS = {"application": "voip", "vbr": "constrained", "compression_level": "5"}
 READ_FRAMES = SAMPLE_RATE  # one second per read
 FULL_SCALE = 32768.0
 
