@@ -182,22 +182,29 @@ class RecordingPage:
     more: bool  # whether older recordings follow (ask again with before=<the last one's id>)
 
 
+def _whole_number(text: str) -> int | None:
+    """`text` as a whole number when it is one written in ASCII digits (no longer than any id can be)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _page_size(limit: str | None) -> int:
     if limit is None or limit == "":
         return settings.RECORDINGS_PAGE_SIZE
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE_SIZE:
+    size = _whole_number(limit)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
         raise InvalidPage(f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
-    return int(limit)
+    return size
 
 
 def _older_than(owner: User, before: str | None) -> Q:
     """Recordings after `before` in the list's order (newest first): a recording id of the owner's, or a time."""
     if before is None or before == "":
         return Q()
-    if before.isdigit():
-        anchor = StreamRecording.objects.filter(owner=owner, pk=int(before)).first()
+    if before.isascii() and before.isdigit():
+        anchor_id = _whole_number(before)
+        anchor = StreamRecording.objects.filter(owner=owner, pk=anchor_id).first() if anchor_id else None
         if anchor is None:
-            raise InvalidPage(f"before={before}: there is no such recording in this list.")
+            raise InvalidPage("before: there is no such recording in this list.")
         return Q(created_at__lt=anchor.created_at) | Q(created_at=anchor.created_at, pk__lt=anchor.pk)
     try:
         moment = parse_datetime(before)

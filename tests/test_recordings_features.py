@@ -249,9 +249,13 @@ def test_the_default_page_size_is_the_setting(api_client, cast, five, settings):
         ("limit=101", "limit must be a whole number from 1 to 100."),
         ("limit=-1", "limit must be a whole number from 1 to 100."),
         ("limit=ten", "limit must be a whole number from 1 to 100."),
+        ("limit=%C2%B2", "limit must be a whole number from 1 to 100."),  # a superscript two is a digit to Python
+        ("limit=" + "9" * 5000, "limit must be a whole number from 1 to 100."),
+        ("before=%C2%B2", "before must be a recording id or a time such as 2026-11-21T22:53:00Z."),
         ("before=yesterday", "before must be a recording id or a time such as 2026-11-21T22:53:00Z."),
         ("before=2026-13-45T99:00:00Z", "before must be a recording id or a time such as 2026-11-21T22:53:00Z."),
-        ("before=999999", "before=999999: there is no such recording in this list."),
+        ("before=999999", "before: there is no such recording in this list."),
+        ("before=" + "9" * 5000, "before: there is no such recording in this list."),
     ],
 )
 def test_bad_paging_values_are_a_clear_400(api_client, cast, five, query, says):
