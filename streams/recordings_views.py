@@ -113,7 +113,7 @@ def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase
     try:
         audio_format = recordings.AudioFormat(requested_format)
     except ValueError:
-        choices = " or ".join(audio_format.value for audio_format in recordings.AudioFormat)
+        choices = " or ".join(choice.value for choice in recordings.AudioFormat)
         return JsonResponse({"error": f"Unknown audio format {requested_format[:20]!r}: use {choices}."}, status=400)
     try:
         audio = recordings.open_recording_for(signed_in(request), recording_id, audio_format)
