@@ -35,10 +35,11 @@ ERRORS_BY_OPERATION: dict[str, tuple[int, ...]] = {
     "stream_offer_create": (400, 401, 404, 409, 415, 503),
     "stream_listener_offer_create": (400, 401, 403, 404, 409, 415, 429, 503),
     "stream_status_retrieve": (401, 403, 404),
-    "recordings_mine": (401,),
-    "recordings_of_user": (401, 403, 404),
+    "recordings_mine": (400, 401),
+    "recordings_of_user": (400, 401, 403, 404),
     "recordings_partial_update": (400, 401, 403, 404, 415),
     "recordings_destroy": (401, 403, 404),
+    "recordings_merge_previous": (401, 403, 404, 409),
     "ice_servers_retrieve": (401,),
 }
 

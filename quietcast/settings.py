@@ -278,6 +278,11 @@ MAX_STREAM_SECONDS = env.float("MAX_STREAM_SECONDS", default=4 * 3600.0)
 # Recorded audio each person may keep, in MB (48 kHz 16-bit mono is ~5.8 MB a minute); going live is refused
 # once it is used up, until they delete some. 0 = no limit.
 RECORDINGS_QUOTA_MB = env.float("RECORDINGS_QUOTA_MB", default=2048.0)
+# Recordings a page shows at first and "Load more" adds; also the API's default `limit` (at most 100).
+RECORDINGS_PAGE_SIZE = env.int("RECORDINGS_PAGE_SIZE", default=20)
+# The owner may merge two consecutive recordings when the later one began at most this long after the earlier
+# one ended (fragments of one evening, split by an accidental end).
+RECORDINGS_MERGE_GAP_MINUTES = env.float("RECORDINGS_MERGE_GAP_MINUTES", default=60.0)
 # Presence sockets one person may hold open at once (tabs and devices), across all server processes.
 MAX_PRESENCE_SOCKETS_PER_USER = env.int("MAX_PRESENCE_SOCKETS_PER_USER", default=20)
 # Stream sockets (`/ws/stream/<username>/`, one per open profile or My page) one person may hold per server process.

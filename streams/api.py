@@ -1,6 +1,6 @@
 """Stream lifecycle and recordings JSON API: parse, authorize with `can_access`, call a service, answer."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,7 +10,7 @@ from accounts.users import signed_in
 from friends import services as friends
 from quietcast import metrics
 from quietcast.api_errors import ApiError, ErrorStatuses, call_translating_errors
-from streams import media, services
+from streams import media, recordings, services
 from streams.events import ChannelLayerUnavailable, EndReason
 from streams.ice_servers import ice_servers_for
 
@@ -31,6 +31,16 @@ def owner_visible_to(viewer, username: str):
 
 class StartSerializer(serializers.Serializer):
     denoise = serializers.BooleanField(default=True)
+    # The broadcaster's IANA zone (the page sends Intl's), so the recording is titled by their own clock. A
+    # well-formed name this server's time zone database lacks is kept, and the title falls back to TIME_ZONE:
+    # going live never fails over a title.
+    time_zone = serializers.RegexField(
+        r"\A[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z",
+        required=False,
+        default="",
+        max_length=64,
+        error_messages={"invalid": "Give a time zone name such as Europe/Paris."},
+    )
 
 
 class DenoiseSwitchSerializer(serializers.Serializer):
@@ -73,10 +83,31 @@ RECORDING_FIELDS: dict[str, serializers.Field] = {
     "denoise_enabled": serializers.BooleanField(),
     "denoised_seconds": serializers.FloatField(allow_null=True),
     "url": serializers.CharField(),
+    "peaks": serializers.ListField(child=serializers.FloatField()),
 }
 RECORDING_LIST = inline_serializer(
-    "RecordingList", {"recordings": inline_serializer("Recording", RECORDING_FIELDS, many=True)}
+    "RecordingList",
+    {
+        "recordings": inline_serializer("Recording", RECORDING_FIELDS, many=True),
+        "more": serializers.BooleanField(),
+        "next_before": serializers.IntegerField(allow_null=True),
+    },
 )
+PAGE_PARAMETERS = [
+    OpenApiParameter("before", str, description="only recordings older than this recording id, or this time"),
+    OpenApiParameter("limit", int, description=f"at most this many (1 to {recordings.MAX_PAGE_SIZE})"),
+]
+
+
+def recordings_page(request: Request, owner) -> Response:
+    """One page of `owner`'s recordings, newest first, as `?before=` and `?limit=` ask (400 on bad values)."""
+    try:
+        page = recordings.page_of_recordings(
+            owner, before=request.query_params.get("before"), limit=request.query_params.get("limit")
+        )
+    except recordings.InvalidPage as error:
+        raise ApiError(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    return Response(recordings.page_as_json(page))
 
 
 class StartStreamView(APIView):
@@ -97,7 +128,11 @@ class StartStreamView(APIView):
         body = StartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            stream = services.start_stream(signed_in(request), denoise=body.validated_data["denoise"])
+            stream = services.start_stream(
+                signed_in(request),
+                denoise=body.validated_data["denoise"],
+                time_zone=body.validated_data["time_zone"],
+            )
         except services.AlreadyLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, str(error), session_id=str(error.stream.session_id)) from error
         except services.DenoiseAtCapacity as error:
@@ -185,19 +220,17 @@ class StreamStatusView(APIView):
 
 
 class MyRecordingsView(APIView):
-    @extend_schema(operation_id="recordings_mine", responses=RECORDING_LIST)
+    @extend_schema(operation_id="recordings_mine", parameters=PAGE_PARAMETERS, responses=RECORDING_LIST)
     def get(self, request: Request) -> Response:
-        recordings = services.recordings_of(signed_in(request))
-        return Response({"recordings": [services.recording_as_json(r) for r in recordings]})
+        return recordings_page(request, signed_in(request))
 
 
 class UserRecordingsView(APIView):
     """A person's recordings, for them and their friends: `/api/users/<username>/recordings/`."""
 
-    @extend_schema(operation_id="recordings_of_user", responses=RECORDING_LIST)
+    @extend_schema(operation_id="recordings_of_user", parameters=PAGE_PARAMETERS, responses=RECORDING_LIST)
     def get(self, request: Request, username: str) -> Response:
-        owner = owner_visible_to(signed_in(request), username)
-        return Response({"recordings": [services.recording_as_json(r) for r in services.recordings_of(owner)]})
+        return recordings_page(request, owner_visible_to(signed_in(request), username))
 
 
 class IceServersView(APIView):

@@ -99,6 +99,14 @@ class PresenceConsumer(JsonConsumer):
             {"type": "recording_saved", "username": event["username"], "recording": event["recording"]}
         )
 
+    async def presence_recording_changed(self, event: dict) -> None:
+        await self.send_json(
+            {"type": "recording_updated", "username": event["username"], "recording": event["recording"]}
+        )
+
+    async def presence_recording_deleted(self, event: dict) -> None:
+        await self.send_json({"type": "recording_deleted", "username": event["username"], "id": event["id"]})
+
 
 # Open stream sockets per person in this process. Kept in memory, not in the database like presence sockets:
 # they carry no lifecycle meaning, and a per-process bound is enough to stop one account exhausting a server.

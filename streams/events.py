@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # Channel-layer message types; Channels dispatches "a.b" to the consumer method `a_b`.
 STATUS_CHANGED = "presence.status_changed"
 RECORDING_SAVED = "presence.recording_saved"
+RECORDING_CHANGED = "presence.recording_changed"  # renamed (title, description)
+RECORDING_DELETED = "presence.recording_deleted"
 LISTENERS_CHANGED = "stream.listeners_changed"
 STREAM_STARTED = "stream.started"
 STREAM_ENDED = "stream.ended"

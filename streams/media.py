@@ -40,6 +40,7 @@ from audio_engine import (
 from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
 from audio_engine.recorder import BYTES_PER_SAMPLE
+from audio_engine.recording_files import encode_ogg_opus, join_recordings, waveform_peaks
 from streams import signals
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,40 @@ def remove_recording_file(relative_path: str) -> None:
         return
     if path.is_file():
         path.unlink()
+    compressed_path(path).unlink(missing_ok=True)
+
+
+def compressed_path(wav_path: Path) -> Path:
+    """Where a recording's Ogg/Opus copy is cached: beside the WAV, so it goes with it."""
+    return wav_path.with_suffix(".ogg")
+
+
+def compressed_copy(wav_path: Path) -> Path:
+    """The recording's Ogg/Opus copy, encoded the first time it is asked for."""
+    ogg_path = compressed_path(wav_path)
+    if not ogg_path.is_file():
+        encode_ogg_opus(wav_path, ogg_path)
+    return ogg_path
+
+
+# Peaks per recording: enough for a player a few hundred pixels wide, small enough to send with every listing.
+WAVEFORM_PEAKS = 200
+
+
+def peaks_of(relative_path: str) -> list[float] | None:
+    """The recording's waveform peaks, or None when its file is missing or unreadable."""
+    try:
+        return waveform_peaks(absolute_path(relative_path), WAVEFORM_PEAKS)
+    except (OSError, ValueError) as error:  # a file that is not a recording is a ValueError
+        logger.warning("no waveform for %s: %s", relative_path, error)
+        return None
+
+
+def join(owner_id: int, relative_paths: list[str]) -> FinishedRecording:
+    """One new recording file made of the given ones, in order, on one timeline (the originals stay)."""
+    joined_path = final_path(owner_id, uuid.uuid4())
+    duration = join_recordings([absolute_path(path) for path in relative_paths], joined_path)
+    return FinishedRecording(relative_path=_relative(joined_path), duration=duration)
 
 
 def _relative(path: Path) -> str:

@@ -32,6 +32,9 @@ class ActiveStream(models.Model):
     muted = models.BooleanField(default=False)
     # Who listens now (user ids, each once), as the media engine last reported; their names go to the owner only.
     listener_ids = models.JSONField(default=list, blank=True)
+    # The broadcaster's IANA time zone as their page reported it when going live (empty: unknown), so the
+    # recording is titled by the broadcaster's own clock.
+    time_zone = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.owner} live since {self.started_at:%Y-%m-%d %H:%M}"
@@ -66,6 +69,8 @@ class StreamRecording(models.Model):
     # server passes streams through); None when unknown (recordings repaired after a crash, older ones).
     denoised_seconds = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The waveform: the loudest sample (0..1) in each of equal slices, computed once when saved; None until then.
+    peaks = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

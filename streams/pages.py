@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.users import signed_in
 from friends import services as friends
-from streams import services
+from streams import recordings, services
 
 
 @require_GET
@@ -38,4 +38,6 @@ def profile(request: HttpRequest, username: str) -> HttpResponse:
     }
     if allowed:
         context.update(services.profile_context(viewer, owner))
+        first_page = recordings.page_of_recordings(owner)
+        context.update(recordings=first_page.recordings, more_recordings=first_page.more)
     return render(request, "friends/profile.html", context)

@@ -12,7 +12,7 @@ from typing import BinaryIO
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
@@ -107,9 +107,16 @@ async def _file_chunks_from_thread(path: Path, first_byte: int, length: int) -> 
 @login_required
 @require_GET
 def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase:
-    """The recording's audio for its owner and their friends; `?download=1` saves it as a file."""
+    """The recording's audio for its owner and their friends; `?download=1` saves it as a file, `?format=ogg`
+    gives the Ogg/Opus copy (`wav`, the default, is the lossless original)."""
+    requested_format = request.GET.get("format", recordings.AudioFormat.WAV.value)
     try:
-        audio = recordings.open_recording_for(signed_in(request), recording_id)
+        audio_format = recordings.AudioFormat(requested_format)
+    except ValueError:
+        choices = " or ".join(choice.value for choice in recordings.AudioFormat)
+        return JsonResponse({"error": f"Unknown audio format {requested_format[:20]!r}: use {choices}."}, status=400)
+    try:
+        audio = recordings.open_recording_for(signed_in(request), recording_id, audio_format)
     except recordings.RecordingNotFound as error:
         raise Http404(str(error)) from error
     try:
@@ -126,7 +133,7 @@ def recording_audio(request: HttpRequest, recording_id: int) -> HttpResponseBase
     response = StreamingHttpResponse(
         read(audio.path, first_byte, length),
         status=206 if byte_range else 200,
-        content_type="audio/wav",
+        content_type=audio.content_type,
     )
     if byte_range:
         response["Content-Range"] = f"bytes {first_byte}-{last_byte}/{audio.size}"
@@ -154,6 +161,7 @@ RECORDING_ERROR_STATUS: ErrorStatuses = {
     recordings.RecordingNotFound: status.HTTP_404_NOT_FOUND,
     recordings.NotRecordingOwner: status.HTTP_403_FORBIDDEN,
     recordings.InvalidRecordingDetails: status.HTTP_400_BAD_REQUEST,
+    recordings.MergeRefused: status.HTTP_409_CONFLICT,
 }
 
 
@@ -181,3 +189,12 @@ class RecordingDetailView(APIView):
     def delete(self, request: Request, recording_id: int) -> Response:
         _call(recordings.delete_recording, signed_in(request), recording_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MergeWithPreviousView(APIView):
+    """The owner merges a recording with the one just before it (fragments of one evening) into one recording."""
+
+    @extend_schema(operation_id="recordings_merge_previous", request=None, responses={201: RECORDING_RESPONSE})
+    def post(self, request: Request, recording_id: int) -> Response:
+        merged = _call(recordings.merge_with_previous, signed_in(request), recording_id)
+        return Response(recording_as_json(merged), status=status.HTTP_201_CREATED)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -111,7 +112,7 @@ def _denoise_at_capacity(other_streams: "QuerySet[ActiveStream]") -> bool:
     return bool((limit and denoised_live >= limit) or (denoised_live and media.denoise_headroom() == 0))
 
 
-def start_stream(user: User, denoise: bool = True) -> ActiveStream:
+def start_stream(user: User, denoise: bool = True, time_zone: str = "") -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
     Denoised streams beyond MAX_DENOISED_STREAMS, or beyond what the denoise workers measure they can take, are
@@ -128,7 +129,9 @@ def start_stream(user: User, denoise: bool = True) -> ActiveStream:
         raise DenoiseAtCapacity()
     try:
         with transaction.atomic():
-            stream = ActiveStream.objects.create(owner=user, denoise_enabled=denoise, started_at=clock.now())
+            stream = ActiveStream.objects.create(
+                owner=user, denoise_enabled=denoise, started_at=clock.now(), time_zone=time_zone
+            )
     except IntegrityError:
         existing = active_stream_of(user)
         if existing is None:  # ended between our insert and this read; a retry is the honest answer
@@ -219,7 +222,9 @@ def end_stream(
     finished = media.finish(stream.session_id, owner_id=user.pk)
     recording = None
     if finished is not None and finished.duration > 0:
-        recording = _register_recording(user, stream.session_id, finished, stream.denoise_enabled, stream.started_at)
+        recording = _register_recording(
+            user, stream.session_id, finished, stream.denoise_enabled, stream.started_at, time_zone=stream.time_zone
+        )
 
     owner_friends = friend_ids(user)
     events.tell_friends(
@@ -244,26 +249,52 @@ def end_stream_session(
     return end_stream(stream.owner, reason=reason, session_id=session_id, only_if=only_if)
 
 
+def zone_named(name: str) -> ZoneInfo | None:
+    """The IANA time zone called `name` (as a browser's Intl reports it), or None for anything else."""
+    if not name or len(name) > 64:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+# Where each part of the day begins, by the local hour; before the first, it is still the previous day's night.
+_PARTS_OF_DAY = ((5, "morning"), (12, "afternoon"), (17, "evening"), (22, "night"))
+
+
+def recording_title(started_at: datetime, time_zone: str = "") -> str:
+    """A title a person keeps: when the stream began by the broadcaster's own clock, in words ("Tuesday evening
+    live"). A time zone that is unknown or missing reads as the server's TIME_ZONE."""
+    local = started_at.astimezone(zone_named(time_zone) or timezone.get_default_timezone())
+    if local.hour < _PARTS_OF_DAY[0][0]:
+        return f"{local - timedelta(days=1):%A} night live"
+    part = next(name for start, name in reversed(_PARTS_OF_DAY) if local.hour >= start)
+    return f"{local:%A} {part} live"
+
+
 def _register_recording(
     user: User,
     session_id: uuid.UUID,
     finished: "media.FinishedRecording",
     denoise: bool,
     started_at: datetime | None,
+    time_zone: str = "",
 ) -> StreamRecording:
     """Save a finished stream's recording, titled by when it started (unknown only for a file orphaned
-    without its stream row: then by when it was found)."""
-    started = timezone.localtime(started_at or timezone.now())
+    without its stream row: then by when it was found), with its waveform. Every way of saving a recording
+    comes through here."""
     recording, _ = StreamRecording.objects.get_or_create(
         session_id=session_id,
         defaults={
             "owner": user,
-            "title": f"Live on {started:%Y-%m-%d %H:%M}",
+            "title": recording_title(started_at or timezone.now(), time_zone),
             "audio_path": finished.relative_path,
             "duration": finished.duration,
             "denoised_seconds": finished.denoised,
             # Denoising may have been switched while live: a recording is "denoised" when any of it was.
             "denoise_enabled": denoise if finished.denoised is None else finished.denoised > 0,
+            "peaks": media.peaks_of(finished.relative_path),
         },
     )
     return recording
@@ -279,11 +310,8 @@ def recording_as_json(recording: StreamRecording) -> dict[str, Any]:
         "denoise_enabled": recording.denoise_enabled,
         "denoised_seconds": None if recording.denoised_seconds is None else round(recording.denoised_seconds, 3),
         "url": reverse("recording_audio", args=[recording.pk]),
+        "peaks": recording.peaks or [],
     }
-
-
-def recordings_of(owner: User) -> list[StreamRecording]:
-    return list(StreamRecording.objects.filter(owner=owner))
 
 
 def on_logged_out(user: User | None, **_: Any) -> None:
@@ -518,4 +546,4 @@ def recover_after_restart() -> list[EndedStream]:
 
 def profile_context(viewer: User, owner: User) -> dict[str, Any]:
     """What a person's page shows to someone allowed to see it (see friends.services.can_access)."""
-    return {"active_stream": active_stream_of(owner), "recordings": recordings_of(owner)}
+    return {"active_stream": active_stream_of(owner)}

@@ -19,6 +19,11 @@ api_urlpatterns = [
     path("stream/status/<str:username>/", api.StreamStatusView.as_view(), name="api_stream_status"),
     path("recordings/", api.MyRecordingsView.as_view(), name="api_my_recordings"),
     path("recordings/<int:recording_id>/", recordings_views.RecordingDetailView.as_view(), name="api_recording_detail"),
+    path(
+        "recordings/<int:recording_id>/merge-previous/",
+        recordings_views.MergeWithPreviousView.as_view(),
+        name="api_recording_merge_previous",
+    ),
     path("users/<str:username>/recordings/", api.UserRecordingsView.as_view(), name="api_user_recordings"),
     path("ice-servers/", api.IceServersView.as_view(), name="api_ice_servers"),
 ]

@@ -6,6 +6,8 @@ Each request targets alice's things (her status, stream, recordings, page). Cell
 for sockets, whether the connection is accepted).
 """
 
+import wave
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -61,6 +63,10 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
         ("patch", f"/api/recordings/{RECORDING_ID}/", {"title": "Mine now"}, grid(401, 404, 404, 403, 200)),
         ("delete", f"/api/recordings/{RECORDING_ID}/", None, grid(401, 404, 404, 403, 204)),
     ],
+    # Merging is the owner's alone; alice's only recording has none before it to merge with (409).
+    "api/recordings/<int:recording_id>/merge-previous/": [
+        ("post", f"/api/recordings/{RECORDING_ID}/merge-previous/", {}, grid(401, 404, 404, 403, 409))
+    ],
     "api/users/<str:username>/recordings/": [
         ("get", "/api/users/alice/recordings/", None, grid(401, 403, 403, 200, 200))
     ],
@@ -69,7 +75,9 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
     "logout/": [("post", "/logout/", None, grid(302, 302, 302, 302, 302))],
     "register/": [("get", "/register/", None, grid(200, 302, 302, 302, 302))],
     "recordings/<int:recording_id>/audio/": [
-        ("get", f"/recordings/{RECORDING_ID}/audio/", None, grid(302, 404, 404, 200, 200))
+        ("get", f"/recordings/{RECORDING_ID}/audio/", None, grid(302, 404, 404, 200, 200)),
+        # The compressed copy: the same rule as the WAV.
+        ("get", f"/recordings/{RECORDING_ID}/audio/?format=ogg", None, grid(302, 404, 404, 200, 200)),
     ],
     "": [("get", "/", None, grid(200, 200, 200, 200, 200))],
     "search/": [("get", "/search/?q=ali", None, grid(302, 200, 200, 200, 200))],
@@ -110,7 +118,11 @@ def people(cast, settings, tmp_path):
     """alice is live (without denoise, so no model loads) and has one recording on disk."""
     settings.RECORDINGS_DIR = tmp_path
     (tmp_path / "alice").mkdir()
-    (tmp_path / "alice" / "morning.wav").write_bytes(b"RIFF" + bytes(100))
+    with wave.open(str(tmp_path / "alice" / "morning.wav"), "wb") as morning:  # real audio: it is also encoded
+        morning.setnchannels(1)
+        morning.setsampwidth(2)
+        morning.setframerate(48000)
+        morning.writeframes(bytes(4800 * 2))
     StreamRecording.objects.create(
         pk=RECORDING_ID, owner=cast["owner"], title="Morning", audio_path="alice/morning.wav", duration=1
     )

@@ -142,7 +142,7 @@ def test_my_recordings_newest_first(api_client, alice):
     assert [r["title"] for r in recordings] == ["second", "first"]
     newest = recordings[0]
     assert set(newest) == {
-        "id", "title", "description", "duration", "created_at", "denoise_enabled", "denoised_seconds", "url"
+        "id", "title", "description", "duration", "created_at", "denoise_enabled", "denoised_seconds", "url", "peaks"
     }
     assert newest["denoise_enabled"] is False and newest["description"] == "late night"
     assert newest["url"] == f"/recordings/{newest['id']}/audio/"
@@ -291,7 +291,7 @@ def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     stream = services.start_stream(alice)
     ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
     ended = services.end_stream(alice, reason=EndReason.STOPPED)
-    assert ended.recording.title == "Live on 2026-03-01 20:15"
+    assert ended.recording.title == "Sunday evening live"  # 20:15 by TIME_ZONE (UTC): no zone came with the start
 
 
 def test_a_listener_beyond_the_per_person_connection_limit_gets_a_429(api_client, cast, monkeypatch):

@@ -296,7 +296,11 @@ export class Broadcaster {
     let started;
     try {
       this.microphone = await openMicrophone();
-      started = await api("/api/stream/start/", { method: "POST", body: { denoise: this.denoise.checked } });
+      // The time zone titles the recording by the broadcaster's own clock ("Tuesday evening live").
+      const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone ?? "";
+      started = await api("/api/stream/start/", {
+        method: "POST", body: { denoise: this.denoise.checked, time_zone: timeZone },
+      });
     } catch (error) {
       this.releaseMicrophone();
       this.starting = false;

@@ -6,8 +6,15 @@ import { ReconnectingSocket } from "./socket.js";
 const POLL_INTERVAL_MS = 5000;
 
 // `initiallyLive`: usernames the page was rendered with, so only real changes are reported.
-// `onLiveChange(username, isLive)` runs for each change; `onRecordingSaved(username, recording)` for new recordings.
-export function watchPresence({ initiallyLive = [], onLiveChange = () => {}, onRecordingSaved = () => {} }) {
+// `onLiveChange(username, isLive)` runs for each change; `onRecordingSaved(username, recording)` for new recordings,
+// `onRecordingUpdated(username, recording)` for renamed ones, `onRecordingDeleted(username, id)` for deleted ones.
+export function watchPresence({
+  initiallyLive = [],
+  onLiveChange = () => {},
+  onRecordingSaved = () => {},
+  onRecordingUpdated = () => {},
+  onRecordingDeleted = () => {},
+}) {
   const live = new Set(initiallyLive);
   let pollTimer = null;
 
@@ -47,6 +54,8 @@ export function watchPresence({ initiallyLive = [], onLiveChange = () => {}, onR
       if (message.type === "all_statuses") replaceAll(message.streaming_users);
       else if (message.type === "streaming_status_update") setLive(message.username, message.is_streaming);
       else if (message.type === "recording_saved") onRecordingSaved(message.username, message.recording);
+      else if (message.type === "recording_updated") onRecordingUpdated(message.username, message.recording);
+      else if (message.type === "recording_deleted") onRecordingDeleted(message.username, message.id);
     },
   });
 

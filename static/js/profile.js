@@ -1,6 +1,7 @@
 // A person's page, for them or a friend: the Live card and the Recordings card.
 
 import { Broadcaster } from "./broadcast.js";
+import { LevelStrip } from "./level-strip.js";
 import { Listener } from "./listen.js";
 import { watchPresence } from "./presence.js";
 import { RecordingList } from "./recordings.js";
@@ -15,11 +16,18 @@ if (streamCard.dataset.role === "owner") {
   new Broadcaster(streamCard, { onEnded: () => recordings.refresh().catch(() => {}) });
 } else {
   new Listener(streamCard);
+  new LevelStrip(streamCard.querySelector("[data-level-strip]"), streamCard.querySelector("[data-live-audio]"));
 }
 
 // Also keeps the broadcaster's presence open: a live stream with no open page is ended by the server.
 watchPresence({
   onRecordingSaved(username, recording) {
     if (username === owner) recordings.add(recording);
+  },
+  onRecordingUpdated(username, recording) {
+    if (username === owner) recordings.update(recording);
+  },
+  onRecordingDeleted(username, id) {
+    if (username === owner) recordings.forget(id);
   },
 });

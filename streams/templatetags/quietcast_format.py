@@ -1,5 +1,7 @@
 """Template filters for how Quietcast writes times (the page's JavaScript writes them the same way)."""
 
+from datetime import UTC, datetime
+
 from django import template
 
 register = template.Library()
@@ -14,3 +16,11 @@ def duration(seconds: float | None) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes:02}:{secs:02}"
+
+
+@register.filter
+def utc_time(moment: datetime | None) -> str:
+    """What a page shows before its script writes the time in the viewer's own zone: the instant in UTC."""
+    if moment is None:
+        return ""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -156,7 +156,7 @@ def test_a_firefox_broadcast_is_heard_by_a_chromium_and_a_firefox_friend_and_sav
 
     firefox_stops(alice)
     # The recording is saved, listed on alice's page, and plays in Firefox.
-    alice.wait_for("() => document.querySelector('.recording [data-field=title]')?.textContent.startsWith('Live on')")
+    alice.wait_for("() => document.querySelector('.recording [data-field=title]')?.textContent.endsWith(' live')")
     alice.evaluate("() => { const player = document.querySelector('.recording audio'); player.muted = true; "
                    "return player.play(); }")
     played = alice.wait_for(

@@ -142,7 +142,7 @@ def test_a_friend_plays_and_seeks_a_recording_and_a_stranger_cannot(log_in, quie
     expect(item.locator(".badge.denoised")).to_be_visible()
     expect(item.locator("[data-field=duration]")).to_have_text(TIMER)
     expect(item.get_by_role("button", name=re.compile("Rename|Delete"))).to_have_count(0)
-    expect(item.get_by_role("link", name="Download")).to_have_attribute("href", re.compile(r"\?download=1$"))
+    expect(item.get_by_role("link", name="Download WAV")).to_have_attribute("href", re.compile(r"/audio/\?download=1$"))
 
     player = item.locator("audio")
     player.evaluate("audio => { audio.muted = true; return audio.play(); }")
@@ -204,6 +204,8 @@ def test_a_friend_hears_the_stream_and_gets_the_recording(log_in, screenshots_di
     # Real audio arrives: inbound RTP bytes and the received audio's energy grow, and the player's level moves.
     wait_until_audio_arrives(bob.evaluate)
     wait_until_output_level(bob.evaluate)
+    # The live level strip follows the received stream.
+    bob.wait_for_function("() => Number(document.querySelector('[data-level-strip]').dataset.level) > 0.2")
     bob.screenshot(path=screenshots_dir / "friend-listening.png", full_page=True)
     alice.screenshot(path=screenshots_dir / "my-page-live.png", full_page=True)
 
@@ -211,5 +213,10 @@ def test_a_friend_hears_the_stream_and_gets_the_recording(log_in, screenshots_di
     expect(bob.locator("[data-stream-state]")).to_contain_text("alice's stream has ended", timeout=2000)
     expect(bob.get_by_role("button", name="Start Listening")).to_be_disabled()
     new_recording = bob.locator(".recording").first
-    expect(new_recording.locator("[data-field=title]")).to_have_text(re.compile("^Live on"), timeout=5000)
+    # Titled by the broadcaster's own clock, in words ("Tuesday evening live"), timed in the viewer's format.
+    expect(new_recording.locator("[data-field=title]")).to_have_text(
+        re.compile(r"^(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day (morning|afternoon|evening|night) live$"), timeout=5000
+    )
+    expect(new_recording.locator("time")).to_have_text(re.compile(r"^[A-Z][a-z]{2}, [A-Z][a-z]{2} \d{1,2}, \d{4}, "))
+    expect(new_recording.locator("canvas.waveform")).to_be_visible()
     expect(new_recording.locator(".badge.denoised")).to_be_visible()
