@@ -46,7 +46,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
 
 class PresenceConsumer(JsonConsumer):
-    """`/ws/presence/`: which friends are live, pushed as it changes. Only friends hear about a user."""
+    """`/ws/presence/`: which friends are live, and the person's own friends and requests, pushed as they change.
+    Only friends hear about a user."""
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -97,6 +98,19 @@ class PresenceConsumer(JsonConsumer):
         logger.debug("presence event for %s: %s", self.scope["user"], event)
         await self.send_json(
             {"type": "recording_saved", "username": event["username"], "recording": event["recording"]}
+        )
+
+    async def presence_requests_changed(self, event: dict) -> None:
+        await self.send_json({"type": "requests_changed", "received": event["received"]})
+
+    async def presence_friends_changed(self, event: dict) -> None:
+        await self.send_json(
+            {
+                "type": "friends_changed",
+                "username": event["username"],
+                "are_friends": event["are_friends"],
+                "is_streaming": event["is_streaming"],
+            }
         )
 
 

@@ -14,7 +14,11 @@ const recordings = new RecordingList(recordingsCard);
 if (streamCard.dataset.role === "owner") {
   new Broadcaster(streamCard, { onEnded: () => recordings.refresh().catch(() => {}) });
 } else {
-  new Listener(streamCard);
+  // `?listen=1`: the Listen button of a live notification brought the person here.
+  const query = new URLSearchParams(location.search);
+  const listenNow = query.has("listen");
+  if (listenNow) history.replaceState(null, "", location.pathname);
+  new Listener(streamCard, { listenNow });
 }
 
 // Also keeps the broadcaster's presence open: a live stream with no open page is ended by the server.
