@@ -68,12 +68,17 @@ const canNotify = "Notification" in window && window.isSecureContext;
 
 function notifyBrowser(username) {
   if (!canNotify || Notification.permission !== "granted") return;
-  // One tag per friend: several open tabs show one notification, not one each.
-  const notification = new Notification(`${username} is live on Quietcast`, {
-    body: "Click to listen.",
-    tag: `quietcast-live-${username}`,
-    icon: "/static/favicon.svg",
-  });
+  let notification;
+  try {
+    // One tag per friend: several open tabs show one notification, not one each.
+    notification = new Notification(`${username} is live on Quietcast`, {
+      body: "Click to listen.",
+      tag: `quietcast-live-${username}`,
+      icon: "/static/favicon.svg",
+    });
+  } catch {
+    return; // Chrome on Android shows notifications only from a service worker: the toast has to do there
+  }
   notification.addEventListener("click", () => {
     window.focus();
     location.assign(listenUrl(username));

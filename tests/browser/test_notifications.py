@@ -29,7 +29,7 @@ def live_toast(page: Page, username: str):
     return page.locator(".toast", has_text=f"{username} is live now.")
 
 
-def test_a_friend_on_another_page_gets_a_toast_and_listens_from_it(log_in):
+def test_a_friend_on_another_page_gets_a_toast_and_listens_from_it(log_in, screenshots_dir):
     alice, bob = log_in("alice"), log_in("bob")
     bob.add_init_script(KEEP_PEER_CONNECTIONS)
     bob.goto("/search/")
@@ -39,6 +39,7 @@ def test_a_friend_on_another_page_gets_a_toast_and_listens_from_it(log_in):
     toast = live_toast(bob, "alice")
     expect(toast).to_be_visible(timeout=1000)
     expect(bob).to_have_title("● alice is live — Find friends · Quietcast")
+    bob.screenshot(path=screenshots_dir / "live-toast.png")
     # A page opened while she is live says so in its title too, without a toast for what was already the case.
     bob.goto("/friend-requests/")
     expect(bob).to_have_title("● alice is live — Friend requests · Quietcast")
