@@ -2,6 +2,7 @@
 // (once they allowed it) a browser notification. The Requests count in the navigation follows requests as they
 // come and go.
 
+import { announce } from "./announce.js";
 import { watchPresence } from "./presence.js";
 
 const baseTitle = document.title;
@@ -28,13 +29,8 @@ function liveTitle() {
 }
 
 function showToast(username) {
-  if (!toastRegion) {
-    toastRegion = document.createElement("div");
-    toastRegion.className = "toasts";
-    toastRegion.setAttribute("role", "status");
-    toastRegion.setAttribute("aria-live", "polite");
-    document.body.append(toastRegion);
-  }
+  toastRegion ??= document.body.appendChild(Object.assign(document.createElement("div"), { className: "toasts" }));
+  announce(`${username} is live now.`);
   toasts.get(username)?.remove();
   const toast = document.createElement("div");
   toast.className = "toast";
@@ -47,10 +43,12 @@ function showToast(username) {
   listen.className = "button primary";
   listen.href = listenUrl(username);
   listen.textContent = "Listen";
+  listen.setAttribute("aria-label", `Listen to ${username}`);
   const dismiss = document.createElement("button");
   dismiss.type = "button";
   dismiss.className = "link-button";
   dismiss.textContent = "Dismiss";
+  dismiss.setAttribute("aria-label", `Dismiss: ${username} is live`);
   dismiss.addEventListener("click", () => removeToast(username));
   toast.append(text, listen, dismiss);
   toastRegion.append(toast);
