@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 
 from friends.models import FriendRequest, Friendship
-from friends.signals import friendship_changed
+from friends.signals import friend_requests_changed, friendship_changed
 
 FriendshipState = Literal["none", "pending_sent", "pending_received", "friends"]
 SEARCH_RESULT_LIMIT = 20
@@ -116,6 +116,12 @@ def _lock_pair(a: User, b: User) -> None:
     list(User.objects.select_for_update().filter(pk__in=[a.pk, b.pk]).order_by("pk"))
 
 
+def _received_requests_changed(user: User) -> None:
+    """Announce, once the change commits, that requests waiting for `user` came or went. A receiver that fails is
+    logged, never raised: the change itself is done."""
+    transaction.on_commit(lambda: friend_requests_changed.send(sender=FriendRequest, user=user), robust=True)
+
+
 def _make_friends(a: User, b: User) -> None:
     FriendRequest.objects.filter(Q(from_user=a, to_user=b) | Q(from_user=b, to_user=a)).delete()
     low, high = _ordered_pair(a, b)
@@ -144,8 +150,11 @@ def send_request(from_user: User, to_username: str) -> tuple[SendResult, bool]:
                     _, created = FriendRequest.objects.get_or_create(from_user=from_user, to_user=to_user)
             except IntegrityError:
                 created = False
+            if created:
+                _received_requests_changed(to_user)
             return "pending", created
         _make_friends(from_user, to_user)
+        _received_requests_changed(from_user)  # their request to us is answered
     friendship_changed.send(sender=Friendship, user_a=from_user, user_b=to_user, are_friends=True)
     return "accepted", False
 
@@ -157,6 +166,7 @@ def accept_request(user: User, from_username: str) -> Literal["accepted"]:
         if not FriendRequest.objects.filter(from_user=sender, to_user=user).exists():
             raise NothingToActOn(f"{sender.username} has not sent you a friend request.")
         _make_friends(user, sender)
+        _received_requests_changed(user)
     friendship_changed.send(sender=Friendship, user_a=user, user_b=sender, are_friends=True)
     return "accepted"
 
@@ -166,6 +176,7 @@ def reject_request(user: User, from_username: str) -> Literal["rejected"]:
     deleted, _ = FriendRequest.objects.filter(from_user=sender, to_user=user).delete()
     if not deleted:
         raise NothingToActOn(f"{sender.username} has not sent you a friend request.")
+    _received_requests_changed(user)
     return "rejected"
 
 
@@ -174,6 +185,7 @@ def cancel_request(user: User, to_username: str) -> Literal["cancelled"]:
     deleted, _ = FriendRequest.objects.filter(from_user=user, to_user=recipient).delete()
     if not deleted:
         raise NothingToActOn(f"You have no pending friend request to {recipient.username}.")
+    _received_requests_changed(recipient)
     return "cancelled"
 
 

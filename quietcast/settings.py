@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from quietcast import setting_values
 
@@ -58,6 +59,14 @@ HTTPS = env.bool("HTTPS", default=False)
 # Trust the X-Forwarded-For and X-Forwarded-Proto headers of a reverse proxy in front of Quietcast. Only when
 # every request passes through that proxy: otherwise any client could claim any address or scheme.
 TRUSTED_PROXY = env.bool("TRUSTED_PROXY", default=False)
+# With HTTPS on and no TLS proxy in front (TRUSTED_PROXY off), `make run` serves https itself on PORT: with this
+# certificate and its private key (PEM files; both or neither), or else with a self-signed certificate it creates
+# once in the var dir, naming this machine's host names and LAN addresses (quietcast/tls.py).
+TLS_CERT = env.str("TLS_CERT", default="")
+TLS_KEY = env.str("TLS_KEY", default="")
+if bool(TLS_CERT) != bool(TLS_KEY):
+    raise ImproperlyConfigured("TLS_CERT and TLS_KEY go together: set both (PEM files) or neither.")
+SERVE_TLS = HTTPS and (not TRUSTED_PROXY or bool(TLS_CERT))
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS

@@ -12,7 +12,7 @@ class StreamsConfig(AppConfig):
 
         from accounts.signals import credentials_changed
         from audio_engine import EngineUnsupported
-        from friends.signals import friendship_changed
+        from friends.signals import friend_requests_changed, friendship_changed
         from streams import media, services, signals
         from streams.models import StreamRecording
 
@@ -22,6 +22,9 @@ class StreamsConfig(AppConfig):
             raise ImproperlyConfigured(str(error)) from error
 
         friendship_changed.connect(services.on_friendship_changed, dispatch_uid="streams.on_friendship_changed")
+        friend_requests_changed.connect(
+            services.on_friend_requests_changed, dispatch_uid="streams.on_friend_requests_changed"
+        )
         user_logged_out.connect(services.on_logged_out, dispatch_uid="streams.on_logged_out")
         credentials_changed.connect(services.on_credentials_changed, dispatch_uid="streams.on_credentials_changed")
         pre_delete.connect(services.on_user_deleting, sender=User, dispatch_uid="streams.on_user_deleting")

@@ -46,7 +46,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
 
 class PresenceConsumer(JsonConsumer):
-    """`/ws/presence/`: which friends are live, pushed as it changes. Only friends hear about a user."""
+    """`/ws/presence/`: which friends are live, and the person's own friends and requests, pushed as they change.
+    Only friends hear about a user."""
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -106,6 +107,19 @@ class PresenceConsumer(JsonConsumer):
 
     async def presence_recording_deleted(self, event: dict) -> None:
         await self.send_json({"type": "recording_deleted", "username": event["username"], "id": event["id"]})
+
+    async def presence_requests_changed(self, event: dict) -> None:
+        await self.send_json({"type": "requests_changed", "received": event["received"]})
+
+    async def presence_friends_changed(self, event: dict) -> None:
+        await self.send_json(
+            {
+                "type": "friends_changed",
+                "username": event["username"],
+                "are_friends": event["are_friends"],
+                "is_streaming": event["is_streaming"],
+            }
+        )
 
 
 # Open stream sockets per person in this process. Kept in memory, not in the database like presence sockets:

@@ -36,6 +36,8 @@ MUTE_CHANGED = "stream.mute_changed"
 AUDIO_STARTED = "stream.audio_started"
 ACCESS_REVOKED = "viewer.access_revoked"
 CREDENTIALS_CHANGED = "presence.credentials_changed"
+REQUESTS_CHANGED = "presence.requests_changed"
+FRIENDS_CHANGED = "presence.friends_changed"
 
 # How long a reachability check of the channel layer may take before the layer counts as down.
 REACHABILITY_TIMEOUT_S = 2.0
@@ -109,6 +111,11 @@ def tell_friends(friend_ids: Iterable[int], message: dict[str, Any]) -> None:
     """Send `message` to the presence sockets of each friend, on commit."""
     for friend_id in friend_ids:
         send_on_commit(presence_group(friend_id), message)
+
+
+def tell_user(user_id: int, message: dict[str, Any]) -> None:
+    """Send `message` to the user's own presence sockets (every page they have open), on commit."""
+    send_on_commit(presence_group(user_id), message)
 
 
 def tell_stream_watchers(owner_id: int, message: dict[str, Any]) -> None:

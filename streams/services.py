@@ -26,7 +26,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from friends.services import can_access, friend_ids
+from friends.services import can_access, friend_ids, received_requests
 from streams import clock, events, media
 from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
@@ -464,8 +464,23 @@ def on_friendship_changed(user_a: User, user_b: User, are_friends: bool, **_: An
             )
             if not are_friends:
                 media.disconnect_listener(stream.session_id, viewer.pk)
+        # The viewer's pages add the owner to their friends list, with their live state, or take them off it.
+        events.tell_user(
+            viewer.pk,
+            {
+                "type": events.FRIENDS_CHANGED,
+                "username": owner.username,
+                "are_friends": are_friends,
+                "is_streaming": are_friends and stream is not None,
+            },
+        )
         if not are_friends:
             events.revoke_stream_access(viewer_id=viewer.pk, owner_id=owner.pk)
+
+
+def on_friend_requests_changed(user: User, **_: Any) -> None:
+    """The person's open pages show how many friend requests wait for them, as it changes."""
+    events.tell_user(user.pk, {"type": events.REQUESTS_CHANGED, "received": received_requests(user).count()})
 
 
 # --- presence sockets and the deadlines ------------------------------------------------------------------------

@@ -97,17 +97,31 @@ def running_daphne(env: dict[str, str], log: Path, port: int | None = None) -> I
     """Serve quietcast.asgi on `port` (default: a free one); stops the server afterwards (if a test has not killed
     it). A given port lets a test restart the server where its pages expect it."""
     port = port or free_port()
+    command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quietcast.asgi:application"]
+    with _running(command, env, log, port, url=f"http://127.0.0.1:{port}") as server:
+        yield server
+
+
+@contextmanager
+def running_like_make_run(env: dict[str, str], log: Path, url_host: str = "127.0.0.1") -> Iterator[DaphneServer]:
+    """The server as `make run` starts it (`python -m quietcast.serve`, which reads HTTPS, TLS_CERT, …), on a free
+    loopback port. Its URL names `url_host` (a name the browser maps to loopback) and the scheme the settings ask."""
+    port = free_port()
+    scheme = "https" if env.get("HTTPS", "").lower() in ("true", "1", "yes", "on") else "http"
+    env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
+    with _running(["-m", "quietcast.serve"], env, log, port, url=f"{scheme}://{url_host}:{port}") as server:
+        yield server
+
+
+@contextmanager
+def _running(arguments: list[str], env: dict[str, str], log: Path, port: int, url: str) -> Iterator[DaphneServer]:
     with log.open("a") as log_file:
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quietcast.asgi:application"],
-            cwd=REPO,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+            [sys.executable, *arguments], cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
     try:
         _wait_for_port(port, server, log)
-        yield DaphneServer(url=f"http://127.0.0.1:{port}", process=server)
+        yield DaphneServer(url=url, process=server)
     finally:
         server.terminate()
         try:

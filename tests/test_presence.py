@@ -378,3 +378,89 @@ async def test_unfriending_closes_only_the_stream_sockets_of_that_pair(channel_l
     await database_sync_to_async(friends.remove_friend)(cast["owner"], "bob")
     await expect_silence(watching_zed)
     await watching_zed.disconnect()
+
+
+# --- friend requests and friendships, live on every page ------------------------------------------------------
+
+
+async def test_a_friend_request_reaches_the_recipients_pages_with_their_count(channel_layer, cast):
+    from friends import services as friends
+
+    recipient, _, _ = await connect("/ws/presence/", cast["stranger"])
+    await recipient.receive_json_from()
+    sender, _, _ = await connect("/ws/presence/", cast["friend"])
+    await sender.receive_json_from()
+    await database_sync_to_async(friends.send_request)(cast["friend"], "carol")
+    assert await recipient.receive_json_from(timeout=1) == {"type": "requests_changed", "received": 1}
+    await expect_silence(sender)  # what waits for the sender did not change
+    await database_sync_to_async(friends.cancel_request)(cast["friend"], "carol")
+    assert await recipient.receive_json_from(timeout=1) == {"type": "requests_changed", "received": 0}
+    await recipient.disconnect()
+    await sender.disconnect()
+
+
+async def test_an_accepted_request_updates_both_friends_lists_and_the_count(channel_layer, cast):
+    from friends import services as friends
+
+    accepter, _, _ = await connect("/ws/presence/", cast["owner"])  # dave asked alice
+    await accepter.receive_json_from()
+    asker, _, _ = await connect("/ws/presence/", cast["pending"])
+    await asker.receive_json_from()
+    await database_sync_to_async(services.start_stream)(cast["owner"])
+    await database_sync_to_async(friends.accept_request)(cast["owner"], "dave")
+
+    heard_by_accepter = [await accepter.receive_json_from(timeout=1) for _ in range(2)]
+    assert {"type": "requests_changed", "received": 0} in heard_by_accepter
+    assert {"type": "friends_changed", "username": "dave", "are_friends": True, "is_streaming": False} in (
+        heard_by_accepter
+    )
+    # The asker's pages list alice, live, and hear of her stream.
+    assert await asker.receive_json_from(timeout=1) == {
+        "type": "streaming_status_update",
+        "username": "alice",
+        "is_streaming": True,
+    }
+    assert await asker.receive_json_from(timeout=1) == {
+        "type": "friends_changed",
+        "username": "alice",
+        "are_friends": True,
+        "is_streaming": True,
+    }
+    await expect_silence(accepter)
+    await accepter.disconnect()
+    await asker.disconnect()
+
+
+async def test_an_unfriending_takes_each_off_the_others_friends_list(channel_layer, cast):
+    from friends import services as friends
+
+    socket, _, _ = await connect("/ws/presence/", cast["friend"])
+    await socket.receive_json_from()
+    await database_sync_to_async(friends.remove_friend)(cast["owner"], "bob")
+    assert await socket.receive_json_from(timeout=1) == {
+        "type": "friends_changed",
+        "username": "alice",
+        "are_friends": False,
+        "is_streaming": False,
+    }
+    await socket.disconnect()
+
+
+async def test_request_events_go_out_only_once_the_change_is_committed(channel_layer, cast):
+    from django.db import transaction
+
+    from friends import services as friends
+
+    recipient, _, _ = await connect("/ws/presence/", cast["stranger"])
+    await recipient.receive_json_from()
+
+    def request_then_roll_back() -> None:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            friends.send_request(cast["friend"], "carol")
+            raise RuntimeError("rolled back")
+
+    await database_sync_to_async(request_then_roll_back)()
+    await expect_silence(recipient)
+    await database_sync_to_async(friends.send_request)(cast["friend"], "carol")
+    assert await recipient.receive_json_from(timeout=1) == {"type": "requests_changed", "received": 1}
+    await recipient.disconnect()

@@ -1,13 +1,15 @@
-// Home page: LIVE badges in the friends sidebar follow the presence socket.
+// Home page: the friends sidebar follows the presence socket (LIVE badges, friends added and removed). Going live
+// is announced by the live notifier on every page (notify.js); stopping is announced here.
 
 import { announce } from "./announce.js";
-import { friendBadges, watchPresence } from "./presence.js";
+import { friendList, watchPresence } from "./presence.js";
 
-const badges = friendBadges();
+const friends = friendList();
 watchPresence({
-  initiallyLive: badges.initiallyLive,
+  initiallyLive: friends.initiallyLive,
   onLiveChange(username, isLive) {
-    badges.update(username, isLive);
-    announce(isLive ? `${username} is live now.` : `${username} stopped streaming.`);
+    friends.update(username, isLive);
+    if (!isLive) announce(`${username} stopped streaming.`);
   },
+  onFriendsChanged: (username, areFriends, isStreaming) => friends.setFriend(username, areFriends, isStreaming),
 });

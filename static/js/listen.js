@@ -12,7 +12,8 @@ const RELISTEN_DELAY_MS = 1000;
 const RELISTEN_PATIENCE_MS = 20_000;
 
 export class Listener {
-  constructor(card) {
+  // `listenNow`: the person came here to listen (the Listen button of a live notification): start at once.
+  constructor(card, { listenNow = false } = {}) {
     this.button = card.querySelector("[data-listen-toggle]");
     this.audio = card.querySelector("[data-live-audio]");
     this.meter = new LevelMeter(card.querySelector("[data-output-level]"));
@@ -31,6 +32,7 @@ export class Listener {
     this.owner = this.panel.username;
     this.button.addEventListener("click", () => (this.wantsToListen ? this.stopListening() : this.startListening()));
     this.render();
+    if (listenNow && this.panel.isLive) this.startListening({ onArrival: true });
   }
 
   get listening() {
@@ -96,13 +98,20 @@ export class Listener {
     this.render();
   }
 
-  async startListening() {
+  // `onArrival`: started by the page itself rather than a click on it. Browsers allow that sound after a click on
+  // a link of the same site; one that still refuses is asked for a click.
+  async startListening({ onArrival = false } = {}) {
     this.wantsToListen = true;
     this.panel.showError("");
     // Start playback inside the click, so the browser's autoplay rules allow the sound that arrives later.
     const remote = new MediaStream();
     this.audio.srcObject = remote;
-    this.audio.play().catch(() => {});
+    this.audio.play().catch((error) => {
+      if (onArrival && error.name === "NotAllowedError" && this.wantsToListen) {
+        this.stopListening({ quietly: true });
+        this.panel.say(`${this.owner} is live. Press Start Listening to hear them.`, { loud: true });
+      }
+    });
     this.render();
     this.button.disabled = true;
     this.panel.say(`Connecting to ${this.owner}…`);

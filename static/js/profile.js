@@ -15,7 +15,11 @@ const recordings = new RecordingList(recordingsCard);
 if (streamCard.dataset.role === "owner") {
   new Broadcaster(streamCard, { onEnded: () => recordings.refresh().catch(() => {}) });
 } else {
-  new Listener(streamCard);
+  // `?listen=1`: the Listen button of a live notification brought the person here.
+  const query = new URLSearchParams(location.search);
+  const listenNow = query.has("listen");
+  if (listenNow) history.replaceState(null, "", location.pathname);
+  new Listener(streamCard, { listenNow });
   new LevelStrip(streamCard.querySelector("[data-level-strip]"), streamCard.querySelector("[data-live-audio]"));
 }
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_code, server_environment
 
@@ -60,24 +60,30 @@ def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
-            headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={FAKE_MICROPHONE}",
-            ],
-        )
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
+
+
+def launch_chromium(playwright: Playwright, *extra_args: str) -> Browser:
+    """Debian's Chromium, headless, with the fake microphone; `extra_args` for a test that needs more."""
+    return playwright.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+        headless=True,
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={FAKE_MICROPHONE}",
+            *extra_args,
+        ],
+    )
 
 
 @pytest.fixture
