@@ -330,7 +330,8 @@ def reference_core_ms(seconds: float = 3.0) -> float:
 
 
 def run_configuration(streams: int, listeners_per_stream: int, seconds: float, workers: int, backend: str,
-                      load_processes: int, judge: bool, profile_dir: Path | None = None) -> dict:
+                      load_processes: int, judge: bool, profile_dir: Path | None = None,
+                      settle_s: float = 3.0) -> dict:
     port = 18_000 + (os.getpid() + streams * 7 + listeners_per_stream) % 2000
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     server = subprocess.Popen([sys.executable, "-m", "bench.capacity", "serve", "--port", str(port),
@@ -360,7 +361,7 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
 
         step("publish", "published")
         step("listen", "listening")
-        time.sleep(3.0)  # connect and settle
+        time.sleep(settle_s)  # connect and settle
         if profile_dir is not None:
             # Collapsed stacks of the server's event-loop process during the measurement window.
             profile_dir.mkdir(parents=True, exist_ok=True)
@@ -419,6 +420,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, nargs="*", default=[8, 16, 24])
     parser.add_argument("--listeners", type=int, nargs="*", default=[100, 200, 500])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=12.0,
+                        help="seconds between the last stream connecting and the judged window: connecting many "
+                             "streams at once is a burst of handshakes that can make a worker shed streams, which "
+                             "come back one per second once their hysteresis period is over")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="write py-spy collapsed stacks of the server process per configuration to DIR")
     args = parser.parse_args()
@@ -446,7 +451,7 @@ def main() -> None:
     sustained_streams = 0
     for streams in args.streams:
         r = run_configuration(streams, 1, args.seconds, args.workers, args.backend, args.load_processes,
-                              judge=True, profile_dir=args.profile)
+                              judge=True, profile_dir=args.profile, settle_s=args.settle)
         sustained = r["real_time"] and r["heard_denoised"] == r["listeners"]
         if sustained:
             sustained_streams = max(sustained_streams, streams)
