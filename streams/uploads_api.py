@@ -121,7 +121,7 @@ class DenoiseFileView(APIView):
     @extend_schema(
         operation_id="denoise_file",
         request={"multipart/form-data": DenoiseFileSerializer},
-        responses={200: WAV, 202: JOB},
+        responses={(200, "audio/wav"): WAV, (202, "application/json"): JOB},
     )
     def post(self, request: Request) -> Response | FileResponse:
         job, job_json = _submit(request, DenoiseFileSerializer)
@@ -134,7 +134,7 @@ class DenoiseJobView(APIView):
     """`GET /api/denoise/jobs/<id>/`: 202 with progress while it runs, then 200 with the WAV; a refused file
     answers its error. Only for whoever submitted it (404 for anyone else)."""
 
-    @extend_schema(operation_id="denoise_job", responses={200: WAV, 202: JOB})
+    @extend_schema(operation_id="denoise_job", responses={(200, "audio/wav"): WAV, (202, "application/json"): JOB})
     def get(self, request: Request, job_id: str) -> Response | FileResponse:
         job = services.upload_job(signed_in(request), job_id)
         if job is None:
