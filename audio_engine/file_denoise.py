@@ -264,6 +264,12 @@ class FileDenoiser:
             self._expire()
             return self._jobs.get(job_id)
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id while one runs."""
+        with self._lock:
+            return self._process.pid if self._process is not None and self._process.poll() is None else None
+
     def shutdown(self) -> None:
         with self._lock:
             process, self._process = self._process, None
