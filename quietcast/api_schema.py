@@ -10,9 +10,11 @@ ERROR_DESCRIPTIONS = {
     403: "Not allowed: not the owner, not a friend, or the recording quota is used up.",
     404: "No such user or recording, or nothing to act on.",
     415: "The body is neither JSON nor a form (urlencoded or multipart), or cannot be read as one.",
+    413: "The upload is larger than DENOISE_UPLOAD_MAX_MB.",
     409: "Conflicts with the current state (already live, not live, not sending yet).",
     429: "Too many requests or connections; `Retry-After` says when to try again where it applies.",
-    503: "Temporarily unavailable (noise removal at capacity, the message service down); nothing was changed.",
+    503: "Temporarily unavailable (noise removal at capacity, the message service down, too many files waiting to "
+    "be denoised); nothing was changed.",
 }
 
 # Error statuses per operation, besides the success statuses the views declare.
@@ -41,6 +43,9 @@ ERRORS_BY_OPERATION: dict[str, tuple[int, ...]] = {
     "recordings_destroy": (401, 403, 404),
     "recordings_merge_previous": (401, 403, 404, 409),
     "ice_servers_retrieve": (401,),
+    "denoise_file": (400, 401, 413, 415, 503),
+    "denoise_job": (400, 401, 404, 413, 503),
+    "recordings_upload": (400, 401, 403, 413, 415, 503),
 }
 
 ERROR_COMPONENT = {

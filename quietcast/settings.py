@@ -323,6 +323,16 @@ MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
 # live without denoise still works) instead of everyone's audio quietly losing its noise removal. The default
 # follows the capacity benchmark: 10 sustained on 2 cores. 0 means no limit.
 MAX_DENOISED_STREAMS = env.int("MAX_DENOISED_STREAMS", default=5 * (os.cpu_count() or 1))
+# Denoising uploaded files (POST /api/denoise/, and uploads kept as recordings): the largest upload in MB, the
+# longest audio in seconds, files up to this many seconds answered in the request itself (longer ones get a job
+# to poll), files waiting or being processed at once (beyond: 503), the file worker's CPU niceness (higher = it
+# yields more readily to live streams) and how long a finished job's result is kept for its creator.
+DENOISE_UPLOAD_MAX_MB = env.float("DENOISE_UPLOAD_MAX_MB", default=20.0)
+DENOISE_UPLOAD_MAX_SECONDS = env.float("DENOISE_UPLOAD_MAX_SECONDS", default=600.0)
+DENOISE_UPLOAD_SYNC_SECONDS = env.float("DENOISE_UPLOAD_SYNC_SECONDS", default=30.0)
+DENOISE_UPLOAD_QUEUE = env.int("DENOISE_UPLOAD_QUEUE", default=4)
+DENOISE_UPLOAD_NICENESS = env.int("DENOISE_UPLOAD_NICENESS", default=10)
+DENOISE_UPLOAD_JOB_TTL_SECONDS = env.float("DENOISE_UPLOAD_JOB_TTL_SECONDS", default=3600.0)
 # A connected broadcaster whose audio stops for this long is treated as gone.
 MEDIA_TIMEOUT_SECONDS = env.float("MEDIA_TIMEOUT_SECONDS", default=10.0)
 # The Opus bit rate (bit/s) broadcasters' browsers are asked to send at most: the denoiser does better with more

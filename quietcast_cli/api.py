@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +49,33 @@ class QuietcastApi:
         body = await self._call("POST", f"/api/stream/listener/{username}/offer/", {"sdp": sdp, "type": "offer"})
         return body["sdp"]
 
+    async def denoise_file(
+        self, audio_path: Path, *, poll_every_s: float = 1.0, on_progress: Callable[[float], None] | None = None
+    ) -> bytes:
+        """The server's denoised version of the file (48 kHz mono WAV); waits for the job of a long one."""
+        form = aiohttp.FormData()
+        form.add_field("audio", audio_path.read_bytes(), filename=audio_path.name)
+        request = "POST /api/denoise/"
+        status, body = await self._request("POST", "/api/denoise/", data=form)
+        while status == 202:
+            job = json.loads(body)
+            if on_progress is not None:
+                on_progress(job["progress"])
+            await asyncio.sleep(poll_every_s)
+            request = f"GET {job['url']}"
+            status, body = await self._request("GET", job["url"])
+        if status >= 400:
+            raise ApiError(f"{request} failed ({status}): {_body_error(body)}")
+        return body
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Token {self._token}"} if self._token else {}
+        try:
+            async with self._session.request(method, self.server + path, headers=headers, **kwargs) as reply:
+                return reply.status, await reply.read()
+        except aiohttp.ClientError as exc:
+            raise ApiError(f"cannot reach {self.server}: {exc}") from exc
+
     async def _call(self, method: str, path: str, payload: dict | None = None, *,
                     allow_missing: bool = False) -> Any:
         headers = {"Authorization": f"Token {self._token}"} if self._token else {}
@@ -71,3 +102,10 @@ def _error_text(body: Any, fallback: str | None) -> str:
         if body:
             return "; ".join(f"{key}: {value}" for key, value in body.items())
     return fallback or "no details"
+
+
+def _body_error(body: bytes) -> str:
+    try:
+        return _error_text(json.loads(body), None)
+    except ValueError:
+        return "no details"

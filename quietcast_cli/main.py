@@ -2,6 +2,7 @@
 
     quietcast --server http://127.0.0.1:8000 publish --user alice --password pw [--no-denoise] [--seconds N] in.wav
     quietcast --server http://127.0.0.1:8000 listen --user bob --password pw alice --out heard.wav [--seconds N]
+    quietcast --server http://127.0.0.1:8000 denoise --user alice --password pw noisy.wav --out clean.wav
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ async def listen(api: QuietcastApi, username: str, out_path: Path, *, seconds: f
     return result.duration_s
 
 
+async def denoise(api: QuietcastApi, audio_path: Path, out_path: Path) -> None:
+    """Have the server denoise a file (it polls the job of a long one) and write the WAV it returns."""
+
+    def show(progress: float) -> None:
+        print(f"denoising: {progress:.0%}", file=sys.stderr)
+
+    wav = await api.denoise_file(audio_path, on_progress=show)
+    out_path.write_bytes(wav)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quietcast", description="Quietcast headless client")
     parser.add_argument("--server", default="http://127.0.0.1:8000", help="server base URL")
@@ -78,16 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     listen_parser.add_argument("--out", type=Path, required=True, help="WAV file to write")
 
     for command in (publish_parser, listen_parser):
+        command.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+
+    denoise_parser = commands.add_parser("denoise", help="have the server denoise a file (48 kHz mono WAV back)")
+    denoise_parser.add_argument("audio", type=Path, help="WAV, FLAC, Ogg/Opus, MP3 or WebM file")
+    denoise_parser.add_argument("--out", type=Path, required=True, help="WAV file to write")
+
+    for command in (publish_parser, listen_parser, denoise_parser):
         command.add_argument("--user", required=True)
         command.add_argument("--password", required=True)
-        command.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     return parser
 
 
 async def run(args: argparse.Namespace) -> str:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    # A short file is denoised within the request: allow for that, and for a queue ahead of it.
+    total_s = 300 if args.command == "denoise" else 30
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total_s)) as session:
         api = QuietcastApi(args.server, session)
         await api.login(args.user, args.password)
+        if args.command == "denoise":
+            await denoise(api, args.audio, args.out)
+            return f"denoised {args.audio} -> {args.out}"
         if args.command == "publish":
             sent = await publish(api, args.audio, denoise=args.denoise, seconds=args.seconds)
             return f"published {sent:.1f} s from {args.audio}"

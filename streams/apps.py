@@ -37,5 +37,6 @@ class StreamsConfig(AppConfig):
             (signals.listener_count_changed, services.on_listener_count_changed),
             (signals.denoise_mode_changed, services.on_denoise_mode_changed),
             (signals.media_stopping, services.on_media_stopping),
+            (signals.upload_processed, services.on_upload_processed),
         ):
             signal.connect(receiver, sender=signals.MEDIA, dispatch_uid=f"streams.{receiver.__name__}")

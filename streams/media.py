@@ -14,8 +14,10 @@ a database thread; this module never calls the layers above it.
 import asyncio
 import contextvars
 import logging
+import shutil
+import threading
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +25,7 @@ from typing import Any, cast
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.dispatch import Signal
 
 from audio_engine import (
@@ -37,6 +40,7 @@ from audio_engine import (
     TooManyListenerConnections,
     complete_orphan_recording,
 )
+from audio_engine.file_denoise import FileDenoiser, FileDenoiserBusy, FileJob, FileRejected
 from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
 from audio_engine.recorder import BYTES_PER_SAMPLE
@@ -483,3 +487,139 @@ def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
     """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
     if _engine is not None and _engine.is_publishing(str(session_id)):
         async_to_sync(_engine.disconnect_listeners)(str(session_id), str(listener_user_id))
+
+
+# --- denoising uploaded files (audio_engine.file_denoise) ------------------------------------------------------
+
+UploadJob = FileJob
+
+
+class UploadRejected(MediaError):
+    """The upload is not audio we can use (`reason`: see audio_engine.file_denoise), or too big."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+TOO_BIG = "too_big"
+EMPTY = "empty"
+UNAVAILABLE = "unavailable"
+
+
+class UploadQueueFull(MediaError):
+    def __init__(self) -> None:
+        super().__init__("The server is busy with other files. Try again in a minute.")
+
+
+_file_denoiser: FileDenoiser | None = None
+_file_denoiser_lock = threading.Lock()
+
+
+def _files() -> FileDenoiser:
+    """This process's file denoiser (its worker starts with the first file): same model and settings as live."""
+    global _file_denoiser
+    with _file_denoiser_lock:
+        if _file_denoiser is None:
+            _file_denoiser = FileDenoiser(
+                _config().denoise_settings,
+                settings.DENOISE_BACKEND,
+                max_jobs=settings.DENOISE_UPLOAD_QUEUE,
+                niceness=settings.DENOISE_UPLOAD_NICENESS,
+                scratch_dir=Path(settings.VAR_DIR) / "uploads",
+                job_ttl_s=settings.DENOISE_UPLOAD_JOB_TTL_SECONDS,
+                on_finished=_keep_if_asked,
+            )
+        return _file_denoiser
+
+
+def submit_upload(owner_id: int, chunks: Iterable[bytes], *, denoise: bool, keep_title: str | None) -> UploadJob:
+    """Queue an uploaded file for the file worker (denoised or only converted to 48 kHz mono WAV). With
+    `keep_title` it becomes one of the owner's recordings when done (signals.upload_processed). Raises
+    UploadRejected (too big: DENOISE_UPLOAD_MAX_MB) or UploadQueueFull."""
+    files = _files()
+    limit = int(settings.DENOISE_UPLOAD_MAX_MB * 1e6)
+    path = files.new_input_path()
+    size = 0
+    with path.open("wb") as upload:
+        for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                break
+            upload.write(chunk)
+    if size > limit:
+        path.unlink(missing_ok=True)
+        raise UploadRejected(TOO_BIG, f"The file is larger than {settings.DENOISE_UPLOAD_MAX_MB:g} MB.")
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise UploadRejected(EMPTY, "The file is empty.")
+    extra = {} if keep_title is None else {"keep_title": keep_title, "session_id": uuid.uuid4(), "owner_id": owner_id}
+    try:
+        return files.submit(
+            path, owner=str(owner_id), denoise=denoise, max_seconds=settings.DENOISE_UPLOAD_MAX_SECONDS, extra=extra
+        )
+    except FileDenoiserBusy as error:
+        raise UploadQueueFull() from error
+
+
+def wait_for_upload(job: UploadJob) -> bool:
+    """Blocking: wait for a short file to be done (True); False for one longer than DENOISE_UPLOAD_SYNC_SECONDS,
+    or one not done in a reasonable time (a queue ahead of it): the caller hands out the job instead. Raises
+    UploadRejected when the file was refused."""
+    job.decoded.wait(timeout=settings.DENOISE_UPLOAD_SYNC_SECONDS * 2 + 30)
+    if job.duration_s is not None and job.duration_s <= settings.DENOISE_UPLOAD_SYNC_SECONDS:
+        job.finished.wait(timeout=settings.DENOISE_UPLOAD_SYNC_SECONDS * 2 + 30)
+    if job.error is not None:
+        raise UploadRejected(job.error.reason, str(job.error))
+    return job.done
+
+
+def stop_file_denoiser() -> None:
+    """Stop this process's file worker and forget its jobs (server shutdown; the next file starts a new one)."""
+    global _file_denoiser
+    with _file_denoiser_lock:
+        files, _file_denoiser = _file_denoiser, None
+    if files is not None:
+        files.shutdown()
+
+
+def upload_job(job_id: str, owner_id: int) -> UploadJob | None:
+    """The job, for the person who submitted it only."""
+    job = _files().job(job_id)
+    return job if job is not None and job.owner == str(owner_id) else None
+
+
+def upload_error(job: UploadJob) -> UploadRejected | None:
+    return None if job.error is None else UploadRejected(job.error.reason, str(job.error))
+
+
+def _keep_if_asked(job: UploadJob) -> None:
+    """On the file denoiser's thread, when a job is done: a file to keep is copied under RECORDINGS_DIR and handed
+    upward (signals.upload_processed) to be registered like a live recording."""
+    if "keep_title" not in job.extra:
+        return
+    owner_id, session_id = job.extra["owner_id"], job.extra["session_id"]
+    target = final_path(owner_id, session_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(job.output_path, target)
+    finished = FinishedRecording(_relative(target), duration=job.duration_s or 0.0, denoised=job.denoised_s)
+    try:
+        responses: list[tuple[Any, Any]] = signals.upload_processed.send(
+            sender=signals.MEDIA,
+            owner_id=owner_id,
+            session_id=session_id,
+            finished=finished,
+            title=job.extra["keep_title"],
+            denoise=job.denoise,
+        )
+        for _, recording in responses:
+            if recording is not None:  # the receiver's saved recording
+                job.extra["recording_id"] = recording.pk
+    except Exception:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        connections.close_all()  # this thread's own connections
+    if "recording_id" not in job.extra:
+        target.unlink(missing_ok=True)
+        raise FileRejected(UNAVAILABLE, "The file was processed but could not be kept (was the account deleted?).")

@@ -232,10 +232,7 @@ def end_stream(
     )
     events.stream_ended(user.pk, reason)
     if recording is not None:
-        events.tell_friends(
-            owner_friends | {user.pk},
-            {"type": events.RECORDING_SAVED, "username": user.username, "recording": recording_as_json(recording)},
-        )
+        _announce_recording(user, recording, owner_friends)
     return EndedStream(owner_id=user.pk, session_id=stream.session_id, recording=recording)
 
 
@@ -280,15 +277,16 @@ def _register_recording(
     denoise: bool,
     started_at: datetime | None,
     time_zone: str = "",
+    title: str | None = None,
 ) -> StreamRecording:
     """Save a finished stream's recording, titled by when it started (unknown only for a file orphaned
-    without its stream row: then by when it was found), with its waveform. Every way of saving a recording
-    comes through here."""
+    without its stream row: then by when it was found) or by `title` (an uploaded file kept), with its
+    waveform. Every way of saving a recording comes through here."""
     recording, _ = StreamRecording.objects.get_or_create(
         session_id=session_id,
         defaults={
             "owner": user,
-            "title": recording_title(started_at or timezone.now(), time_zone),
+            "title": title or recording_title(started_at or timezone.now(), time_zone),
             "audio_path": finished.relative_path,
             "duration": finished.duration,
             "denoised_seconds": finished.denoised,
@@ -297,6 +295,51 @@ def _register_recording(
             "peaks": media.peaks_of(finished.relative_path),
         },
     )
+    return recording
+
+
+def _announce_recording(user: User, recording: StreamRecording, owner_friends: set[int]) -> None:
+    """The owner's and their friends' pages show a new recording (on commit)."""
+    events.tell_friends(
+        owner_friends | {user.pk},
+        {"type": events.RECORDING_SAVED, "username": user.username, "recording": recording_as_json(recording)},
+    )
+
+
+# --- uploaded files: denoised, and kept as recordings if asked -------------------------------------------------
+
+
+def denoise_upload(
+    user: User, chunks: Iterable[bytes], *, denoise: bool = True, keep_title: str | None = None
+) -> "media.UploadJob":
+    """Queue an uploaded file to be denoised (or only converted) by the server's file worker, at lower priority
+    than live streams. With `keep_title` it becomes one of `user`'s recordings once done, registered like a live
+    one (on_upload_processed); refused with RecordingQuotaFull when their recordings fill their quota. Raises
+    media.UploadRejected (too big) or media.UploadQueueFull."""
+    if keep_title is not None:
+        _require_recording_space(user)
+    return media.submit_upload(user.pk, chunks, denoise=denoise, keep_title=keep_title)
+
+
+def upload_job(user: User, job_id: str) -> "media.UploadJob | None":
+    """The upload job, only for the person who submitted it."""
+    return media.upload_job(job_id, user.pk)
+
+
+def kept_recording(job: "media.UploadJob") -> StreamRecording | None:
+    recording_id = job.extra.get("recording_id")
+    return None if recording_id is None else StreamRecording.objects.filter(pk=recording_id).first()
+
+
+def on_upload_processed(
+    owner_id: int, session_id: uuid.UUID, finished: "media.FinishedRecording", title: str, denoise: bool, **_: Any
+) -> StreamRecording | None:
+    """An uploaded file to keep is processed: it is saved like a live stream's recording."""
+    user = User.objects.filter(pk=owner_id).first()
+    if user is None:
+        return None
+    recording = _register_recording(user, session_id, finished, denoise, started_at=None, title=title)
+    _announce_recording(user, recording, friend_ids(user))
     return recording
 
 

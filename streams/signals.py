@@ -19,3 +19,7 @@ listener_count_changed = Signal()
 denoise_mode_changed = Signal()
 # This server process is stopping; `session_ids` are the streams whose media it holds.
 media_stopping = Signal()
+# An uploaded file someone asked to keep was processed: `owner_id`, `session_id` (the new recording's),
+# `finished` (a FinishedRecording already under RECORDINGS_DIR), `title`, `denoise`. Sent from the file
+# denoiser's thread; receivers may use the ORM.
+upload_processed = Signal()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from streams import api, pages, recordings_views
+from streams import api, pages, recordings_views, uploads_api
 
 urlpatterns = [
     path("", pages.home, name="home"),
@@ -26,4 +26,7 @@ api_urlpatterns = [
     ),
     path("users/<str:username>/recordings/", api.UserRecordingsView.as_view(), name="api_user_recordings"),
     path("ice-servers/", api.IceServersView.as_view(), name="api_ice_servers"),
+    path("denoise/", uploads_api.DenoiseFileView.as_view(), name="api_denoise_file"),
+    path("denoise/jobs/<str:job_id>/", uploads_api.DenoiseJobView.as_view(), name="api_denoise_job"),
+    path("recordings/upload/", uploads_api.KeepUploadView.as_view(), name="api_recordings_upload"),
 ]

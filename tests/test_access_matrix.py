@@ -71,6 +71,11 @@ HTTP_MATRIX: dict[str, list[tuple[str, str, dict | None, dict[str, object]]]] = 
         ("get", "/api/users/alice/recordings/", None, grid(401, 403, 403, 200, 200))
     ],
     "api/ice-servers/": [("get", "/api/ice-servers/", None, grid(401, 200, 200, 200, 200))],
+    # Anyone logged in may denoise a file or keep one as a recording (a body without a file: 400); a job only by
+    # whoever submitted it, which tests/test_denoise_file_api.py checks with real jobs.
+    "api/denoise/": [("post", "/api/denoise/", {}, grid(401, 400, 400, 400, 400))],
+    "api/denoise/jobs/<str:job_id>/": [("get", "/api/denoise/jobs/0123abcd/", None, grid(401, 404, 404, 404, 404))],
+    "api/recordings/upload/": [("post", "/api/recordings/upload/", {}, grid(401, 400, 400, 400, 400))],
     "login/": [("get", "/login/", None, grid(200, 302, 302, 302, 302))],
     "logout/": [("post", "/logout/", None, grid(302, 302, 302, 302, 302))],
     "register/": [("get", "/register/", None, grid(200, 302, 302, 302, 302))],

@@ -2,6 +2,7 @@
 
 import { api } from "./api.js";
 import { LevelMeter } from "./level-meter.js";
+import { withChosenMicrophone } from "./microphone-choice.js";
 import { secondsSince, StreamPanel } from "./stream-panel.js";
 import { negotiate, newPeerConnection } from "./webrtc.js";
 
@@ -39,7 +40,7 @@ async function openMicrophone() {
     });
   }
   try {
-    return await navigator.mediaDevices.getUserMedia(MICROPHONE_CONSTRAINTS);
+    return await navigator.mediaDevices.getUserMedia({ audio: withChosenMicrophone(MICROPHONE_CONSTRAINTS.audio) });
   } catch (error) {
     throw Object.assign(error, { plainWords: microphoneProblem(error) });
   }
