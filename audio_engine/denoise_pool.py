@@ -250,7 +250,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             bufsize=0,
             close_fds=True,
-            env=_worker_environment(),
+            env=worker_environment(),
         )
         assert process.stdin is not None and process.stdout is not None  # both asked for as pipes above
         self._stdin_fd, self._stdout_fd = process.stdin.fileno(), process.stdout.fileno()
@@ -394,8 +394,9 @@ class _Worker:
             stream._finished()
 
 
-def _worker_environment() -> dict[str, str]:
-    """The parent's environment, with this package importable whatever the working directory."""
+def worker_environment() -> dict[str, str]:
+    """The parent's environment, with this package importable whatever the working directory (for every worker
+    process the engine starts)."""
     package_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))

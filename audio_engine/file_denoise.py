@@ -44,6 +44,7 @@ import av
 import numpy as np
 
 from audio_engine.denoise import DenoiseBackend, DenoiseSettings, make_denoise_backend
+from audio_engine.denoise_pool import worker_environment
 from audio_engine.framing import HOP_SAMPLES, SAMPLE_RATE, MonoHopFramer
 from audio_engine.recorder import WavRecorder
 
@@ -285,9 +286,6 @@ class FileDenoiser:
     def _running_worker(self) -> subprocess.Popen:
         if self._process is not None and self._process.poll() is None:
             return self._process
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -302,7 +300,7 @@ class FileDenoiser:
             text=True,
             bufsize=1,
             close_fds=True,
-            env=env,
+            env=worker_environment(),
         )
         self._process = process
         assert process.stdout is not None
