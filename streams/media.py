@@ -161,8 +161,6 @@ class TooManyConnections(MediaError):
 # --- this process's engine -------------------------------------------------------------------------------------
 
 _engine: MediaEngine | None = None
-# Names this server process as the holder of the streams it answered offers for.
-_HOST_ID = uuid.uuid4().hex
 _signal_queue: asyncio.Queue[tuple[Signal, dict[str, Any]]] | None = None
 _background_tasks: set[asyncio.Task[None]] = set()
 
@@ -269,8 +267,9 @@ def _daphne_running() -> bool:
 
 
 def host_id() -> str:
-    """This server process's id as a media host (see ActiveStream.media_host)."""
-    return _HOST_ID
+    """This server process's id as a media host (see ActiveStream.media_host): MEDIA_HOST_ID, stable across
+    restarts so that a restarted process finds the streams it held."""
+    return str(settings.MEDIA_HOST_ID)
 
 
 def check_engine_support() -> None:

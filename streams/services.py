@@ -431,13 +431,19 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
     }
 
 
+def _held_here() -> QuerySet[ActiveStream]:
+    """The live rows this server process answers for: those whose media it holds, and those not yet published
+    anywhere (no media to lose). Every other process leaves them alone."""
+    return ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
+
+
 def end_overdue_streams() -> list[EndedStream]:
     """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
     sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
     broadcaster who comes back meanwhile keeps their stream. Streams whose media another server process holds
     are left to that process."""
     ended = []
-    ours = ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
+    ours = _held_here()
     for reason, condition in _overdue(clock.now()).items():
         for session_id in ours.filter(condition).values_list("session_id", flat=True):
             stream = end_stream_session(session_id, reason=reason, only_if=condition)
@@ -447,10 +453,11 @@ def end_overdue_streams() -> list[EndedStream]:
 
 
 def recover_after_restart() -> list[EndedStream]:
-    """On server start: streams left live by a crashed or killed run are ended like any other, their partial
-    recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
+    """On server start: streams this host left live in a crashed or killed run are ended like any other, their
+    partial recordings repaired and saved; then recordings orphaned without a stream row are registered too.
+    Streams other server processes hold are theirs: they keep going."""
     PresenceConnection.objects.all().delete()
-    left_live = ActiveStream.objects.values_list("session_id", flat=True)
+    left_live = _held_here().values_list("session_id", flat=True)
     ended = [
         stream
         for session_id in left_live
