@@ -39,7 +39,7 @@ from audio_engine import (
 from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
 from audio_engine.recorder import BYTES_PER_SAMPLE
-from streams import signals
+from streams import hosts, signals
 
 logger = logging.getLogger(__name__)
 
@@ -410,6 +410,11 @@ def denoise_headroom() -> int | None:
         return media_engine.denoise_headroom()
 
     return async_to_sync(measured)()
+
+
+def announce_this_host() -> None:
+    """Blocking: tell the other server processes that this media host is alive, with its free denoise capacity."""
+    hosts.announce(host_id(), denoise_headroom())
 
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:

@@ -88,6 +88,7 @@ const ENDED_BECAUSE = {
     + "The recording is saved below.",
   no_audio: "Your stream ended because no sound reached Quietcast from your microphone.",
   server_restart: "Your stream ended because the Quietcast server restarted. The recording is saved below.",
+  server_lost: "Your stream ended because the Quietcast server carrying it stopped. You can go live again now.",
   max_length: "Your stream reached the longest a stream may run here, so it ended. The recording is saved below.",
   account_deleted: "Your stream ended because your account was deleted.",
 };
