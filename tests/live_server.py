@@ -101,7 +101,7 @@ def running_daphne(env: dict[str, str], log: Path, port: int | None = None) -> I
         server = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "quietcast.asgi:application"],
             cwd=REPO,
-            env=env,
+            env={**env, "PORT": str(port)},  # each server its own media host id (MEDIA_HOST_ID's default)
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
