@@ -6,6 +6,7 @@ Every setting that varies between machines comes from the environment (or an opt
 
 import os
 import secrets
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -298,6 +299,12 @@ MAX_PRESENCE_SOCKETS_PER_USER = env.int("MAX_PRESENCE_SOCKETS_PER_USER", default
 MAX_STREAM_SOCKETS_PER_USER = env.int("MAX_STREAM_SOCKETS_PER_USER", default=20)
 # How often each server process looks for streams past those deadlines.
 STREAM_DEADLINE_CHECK_SECONDS = env.float("STREAM_DEADLINE_CHECK_SECONDS", default=1.0)
+# This process's name as a media host: a restarted process must get the same one back to recover its streams.
+MEDIA_HOST_ID = env.str("MEDIA_HOST_ID", default=f"{socket.gethostname()}:{os.environ.get('PORT') or 8000}")[:64]
+# How often each media host announces itself (and its free denoise capacity) in Redis.
+MEDIA_HOST_HEARTBEAT_SECONDS = env.float("MEDIA_HOST_HEARTBEAT_SECONDS", default=2.0)
+# A host not heard from this long is dead: another process ends its streams.
+MEDIA_HOST_DEAD_SECONDS = env.float("MEDIA_HOST_DEAD_SECONDS", default=10.0)
 # A listener connection that has not connected this long after its answer is closed (never counted).
 LISTENER_CONNECT_TIMEOUT_SECONDS = env.float("LISTENER_CONNECT_TIMEOUT_SECONDS", default=15.0)
 # Connections one person may hold to one stream at once (a phone and a laptop); more get a 429. 0: no limit.

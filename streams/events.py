@@ -52,6 +52,7 @@ class EndReason(StrEnum):
     CONNECTION_LOST = "connection_lost"  # the broadcaster's page or media stayed away past the grace period
     NO_AUDIO = "no_audio"  # no audio arrived within the set time of starting
     SERVER_RESTART = "server_restart"  # the server stopped, or found the stream left live by its last run
+    SERVER_LOST = "server_lost"  # the server process holding the stream stopped answering (crashed, killed)
     MAX_LENGTH = "max_length"  # the stream reached MAX_STREAM_SECONDS
     ACCOUNT_DELETED = "account_deleted"  # the broadcaster's account was deleted
 

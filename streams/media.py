@@ -45,7 +45,7 @@ from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
 from audio_engine.recorder import BYTES_PER_SAMPLE
 from audio_engine.recording_files import encode_ogg_opus, join_recordings, waveform_peaks
-from streams import signals
+from streams import hosts, signals
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,6 @@ class TooManyConnections(MediaError):
 # --- this process's engine -------------------------------------------------------------------------------------
 
 _engine: MediaEngine | None = None
-# Names this server process as the holder of the streams it answered offers for.
-_HOST_ID = uuid.uuid4().hex
 _signal_queue: asyncio.Queue[tuple[Signal, dict[str, Any]]] | None = None
 _background_tasks: set[asyncio.Task[None]] = set()
 
@@ -311,8 +309,9 @@ def _daphne_running() -> bool:
 
 
 def host_id() -> str:
-    """This server process's id as a media host (see ActiveStream.media_host)."""
-    return _HOST_ID
+    """This server process's id as a media host (see ActiveStream.media_host): MEDIA_HOST_ID, stable across
+    restarts so that a restarted process finds the streams it held."""
+    return str(settings.MEDIA_HOST_ID)
 
 
 def check_engine_support() -> None:
@@ -481,6 +480,11 @@ def engine_stats() -> EngineStats | None:
         return media_engine.stats()
 
     return async_to_sync(counted)()
+
+
+def announce_this_host() -> None:
+    """Blocking: tell the other server processes that this media host is alive, with its free denoise capacity."""
+    hosts.announce(host_id(), denoise_headroom())
 
 
 def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:

@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from friends.services import can_access, friend_ids, received_requests
-from streams import clock, events, media
+from streams import clock, events, hosts, media
 from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
@@ -129,8 +129,11 @@ def start_stream(user: User, denoise: bool = True, time_zone: str = "") -> Activ
         raise DenoiseAtCapacity()
     try:
         with transaction.atomic():
+            # The process that starts a stream takes its media (offers must reach it until they are routed), so a
+            # restarting process never mistakes another's new stream for one of its own.
             stream = ActiveStream.objects.create(
-                owner=user, denoise_enabled=denoise, started_at=clock.now(), time_zone=time_zone
+                owner=user, denoise_enabled=denoise, started_at=clock.now(), time_zone=time_zone,
+                media_host=media.host_id(),
             )
     except IntegrityError:
         existing = active_stream_of(user)
@@ -563,13 +566,19 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
     }
 
 
+def _held_here() -> QuerySet[ActiveStream]:
+    """The live rows this server process answers for: those whose media it holds (it took them at start), and
+    rows with no host (left by a run before hosts were recorded). Every other process leaves them alone."""
+    return ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
+
+
 def end_overdue_streams() -> list[EndedStream]:
     """End every stream whose broadcaster has been away past the grace period (a reload or a blip comes back
     sooner and clears the marker), or that got no audio in time. Each is re-checked under its lock, so a
     broadcaster who comes back meanwhile keeps their stream. Streams whose media another server process holds
     are left to that process."""
     ended = []
-    ours = ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
+    ours = _held_here()
     for reason, condition in _overdue(clock.now()).items():
         for session_id in ours.filter(condition).values_list("session_id", flat=True):
             stream = end_stream_session(session_id, reason=reason, only_if=condition)
@@ -578,11 +587,31 @@ def end_overdue_streams() -> list[EndedStream]:
     return ended
 
 
+def end_streams_of_dead_hosts() -> list[EndedStream]:
+    """End the streams whose media host has not been heard from within MEDIA_HOST_DEAD_SECONDS: its media is
+    gone, so friends are told and the broadcaster may go live again. The host registers the partial recording
+    when it comes back (recover_after_restart). Each is ended only while still held by that host, so two
+    surviving processes doing this at once end it once."""
+    ended = []
+    here = media.host_id()
+    others = ActiveStream.objects.exclude(media_host__in=["", here]).values_list("media_host", flat=True)
+    for host_id in sorted(set(others)):
+        if hosts.is_alive(host_id, this_host_id=here):
+            continue
+        held_there = Q(media_host=host_id)
+        for session_id in ActiveStream.objects.filter(held_there).values_list("session_id", flat=True):
+            stream = end_stream_session(session_id, reason=EndReason.SERVER_LOST, only_if=held_there)
+            if stream is not None:
+                ended.append(stream)
+    return ended
+
+
 def recover_after_restart() -> list[EndedStream]:
-    """On server start: streams left live by a crashed or killed run are ended like any other, their partial
-    recordings repaired and saved; then recordings orphaned without a stream row are registered too."""
+    """On server start: streams this host left live in a crashed or killed run are ended like any other, their
+    partial recordings repaired and saved; then recordings orphaned without a stream row are registered too.
+    Streams other server processes hold are theirs: they keep going."""
     PresenceConnection.objects.all().delete()
-    left_live = ActiveStream.objects.values_list("session_id", flat=True)
+    left_live = _held_here().values_list("session_id", flat=True)
     ended = [
         stream
         for session_id in left_live

@@ -117,7 +117,11 @@ def running_like_make_run(env: dict[str, str], log: Path, url_host: str = "127.0
 def _running(arguments: list[str], env: dict[str, str], log: Path, port: int, url: str) -> Iterator[DaphneServer]:
     with log.open("a") as log_file:
         server = subprocess.Popen(
-            [sys.executable, *arguments], cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, *arguments],
+            cwd=REPO,
+            env={**env, "PORT": str(port)},  # each server its own media host id (MEDIA_HOST_ID's default)
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_for_port(port, server, log)

@@ -17,6 +17,7 @@ STREAMS_LAYERS = {
     "streams.events": 0,
     "streams.models": 0,
     "streams.signals": 0,
+    "streams.hosts": 0,  # the media host registry, beside the adapter (it reads only the clock)
     "streams.media": 1,
     "streams.recordings": 2,
     "streams.services": 2,

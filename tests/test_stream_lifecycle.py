@@ -222,6 +222,18 @@ def test_streams_left_live_by_the_last_run_end_as_a_server_restart(alice, ended_
     assert not live(alice) and ended_reasons == [EndReason.SERVER_RESTART]
 
 
+def test_a_restarting_host_recovers_only_the_streams_it_held(settings, alice, bob, ended_reasons):
+    settings.MEDIA_HOST_ID = "host-a:8000"
+    held_by_a = with_audio(alice)
+    ActiveStream.objects.filter(pk=held_by_a.pk).update(media_host=media.host_id())
+    settings.MEDIA_HOST_ID = "host-b:8000"
+    held_by_b = with_audio(bob)
+    ActiveStream.objects.filter(pk=held_by_b.pk).update(media_host=media.host_id())
+    settings.MEDIA_HOST_ID = "host-a:8000"
+    assert [stream.owner_id for stream in services.recover_after_restart()] == [alice.pk]
+    assert not live(alice) and live(bob) and ended_reasons == [EndReason.SERVER_RESTART]
+
+
 def test_a_stream_ends_by_itself_at_the_maximum_length(settings, alice, lifecycle_clock, ended_reasons):
     settings.MAX_STREAM_SECONDS = 3600
     report(signals.publisher_connected, services.start_stream(alice, denoise=False))

@@ -91,6 +91,7 @@ const ENDED_BECAUSE = {
     + "between your browser and the server may be blocked (a firewall, VPN or strict network): try another "
     + "network, or ask whoever runs Quietcast to set up a TURN relay.",
   server_restart: "Your stream ended because the Quietcast server restarted. The recording is saved below.",
+  server_lost: "Your stream ended because the Quietcast server carrying it stopped. You can go live again now.",
   max_length: "Your stream reached the longest a stream may run here, so it ended. The recording is saved below.",
   account_deleted: "Your stream ended because your account was deleted.",
 };
