@@ -43,7 +43,9 @@ async def recordings_seen_by(server_url: str, username: str) -> list[dict]:
 
 
 async def test_a_killed_servers_stream_is_saved_on_the_next_start(tmp_path):
-    env = server_environment(tmp_path, DENOISE_WORKERS="1")
+    # The recovery and the restarted server are the same media host as the killed one: a process recovers only
+    # the streams held under its own id (the default id names the port, which differs between runs here).
+    env = server_environment(tmp_path, DENOISE_WORKERS="1", MEDIA_HOST_ID="crash-test-host")
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "first-run.log") as server:
         seconds_sent = await stream_until_stopped(
@@ -65,7 +67,7 @@ async def test_a_killed_servers_stream_is_saved_on_the_next_start(tmp_path):
 
 
 async def test_stopping_the_server_ends_live_streams_and_saves_them(tmp_path):
-    env = server_environment(tmp_path, DENOISE_WORKERS="1")
+    env = server_environment(tmp_path, DENOISE_WORKERS="1", MEDIA_HOST_ID="crash-test-host")
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "first-run.log") as server:
         # SIGTERM, as a service manager or Ctrl-C stops it.
