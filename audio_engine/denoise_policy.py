@@ -108,10 +108,9 @@ class ModePolicy:
     """Decides, for one worker, which streams are denoised: when it is falling behind (see MAX_WAIT_S), enough of
     the newest streams (at least one, at most half) go to pass-through to bring its load back to TARGET_LOAD;
     when a stream waiting in pass-through would fit under TARGET_LOAD again, the longest-running one is denoised
-    again. Each
-    stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding needs frames
-    that really wait, not just a high estimate: on a shared machine the estimate is noisy, while frames that
-    wait longer and longer are what listeners would hear."""
+    again. Each stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding
+    needs frames that really wait, not just a high estimate: on a shared machine the estimate is noisy, while
+    frames that wait longer and longer are what listeners would hear."""
 
     def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
                  max_wait_s: float = MAX_WAIT_S) -> None:
