@@ -72,6 +72,8 @@ $as_pg_user "$pg_ctl" -D "$workdir/pg" -w -l "$workdir/pg/server.log" \
     -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $workdir/pg -c fsync=off" start >/dev/null \
     || fail_setup "PostgreSQL server ($(tail -3 "$workdir/pg/server.log"))"
 postgres_url="postgres://postgres@127.0.0.1:$pg_port/quietcast"
+# Tests that run several server processes on one shared database create their own databases in this cluster.
+export POSTGRES_TEST_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 
 export CHROMIUM_PATH=/usr/bin/chromium
 export FIREFOX_PATH=/usr/bin/firefox-esr

@@ -9,10 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 START_LIMIT_S = 30
@@ -56,6 +60,18 @@ def server_environment(workdir: Path, **overrides: str) -> dict[str, str]:
         "LOGIN_RATE": "100000/min",
         **overrides,
     }
+
+
+def fresh_postgres_database(name: str) -> str:
+    """A new, empty PostgreSQL database in the cluster `make test` starts (POSTGRES_TEST_URL); returns its URL.
+    Skips the test when there is none (running pytest by hand without PostgreSQL)."""
+    cluster_url = os.environ.get("POSTGRES_TEST_URL")
+    if not cluster_url:
+        pytest.skip("POSTGRES_TEST_URL is not set: run the suite with `make test`, which starts PostgreSQL")
+    database = f"{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(cluster_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    return cluster_url.rsplit("/", 1)[0] + "/" + database
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -1,4 +1,5 @@
-"""Two Daphne processes sharing a real redis-server: a start on one reaches a friend's socket on the other."""
+"""Two Daphne processes sharing a real redis-server and PostgreSQL: a start on one reaches a friend's socket on the
+other."""
 
 import asyncio
 import json
@@ -8,7 +9,14 @@ import time
 import aiohttp
 import pytest
 
-from tests.live_server import PASSWORD, prepare_database, running_daphne, seed_code, server_environment
+from tests.live_server import (
+    PASSWORD,
+    fresh_postgres_database,
+    prepare_database,
+    running_daphne,
+    seed_code,
+    server_environment,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -29,7 +37,7 @@ def two_servers(tmp_path):
     redis_url = os.environ.get("REDIS_TEST_URL")
     if not redis_url:
         pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
-    env = server_environment(tmp_path, REDIS_URL=redis_url)
+    env = server_environment(tmp_path, REDIS_URL=redis_url, DATABASE_URL=fresh_postgres_database("presence"))
     prepare_database(env, SEED)
     with running_daphne(env, tmp_path / "a.log") as server_a, running_daphne(env, tmp_path / "b.log") as server_b:
         yield server_a.url, server_b.url
