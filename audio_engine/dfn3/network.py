@@ -78,17 +78,24 @@ class Gru:
         hidden = self.hidden
         batch = h.shape[0]
         steps = x.shape[1] // batch
+        if steps > 1:  # step-major, so that each step's gates are contiguous rows of `batch` columns
+            x = x.reshape(x.shape[0], batch, steps).transpose(0, 2, 1).reshape(x.shape[0], -1)
         gi = self.w @ x
         gi += self.b_in
-        gi = gi.reshape(3 * hidden, batch, steps)
-        state = h.T
-        outputs = np.empty((hidden, batch, steps), dtype=F32)
+        if steps > 1:
+            # (steps, 3H, B): each step's gates one contiguous block (elementwise ufuncs on a column slice of
+            # a wider array run element by element when B is 1: ~6x slower).
+            gi = np.ascontiguousarray(gi.reshape(3 * hidden, steps, batch).transpose(1, 0, 2))
+        else:
+            gi = gi[None]
+        state = np.ascontiguousarray(h.T)
+        outputs = np.empty((steps, hidden, batch), dtype=F32)
         for t in range(steps):
-            new = self._cell(gi[:, :, t], state)
-            outputs[:, :, t] = new
+            new = self._cell(gi[t], state)
+            outputs[t] = new
             state = new if commit is None else np.where(commit[:, t], new, state)
         h[...] = state.T
-        return outputs.reshape(hidden, batch * steps)
+        return outputs.transpose(1, 2, 0).reshape(hidden, batch * steps)
 
     def _cell(self, gi: np.ndarray, h: np.ndarray) -> np.ndarray:
         """gi (3H, B): the input's projection for this step (overwritten); h (H, B) -> new hidden state (H, B)."""
