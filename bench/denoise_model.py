@@ -72,7 +72,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def measure(tick: Callable[[int], None], ticks: int, streams: int) -> tuple[float, list[float]]:
+def measure(tick: Callable[[int], object], ticks: int, streams: int) -> tuple[float, list[float]]:
     """Runs ticks 0..ticks-1 after a warm-up: (core-ms per stream-second, wall ms of each tick)."""
     for i in range(WARMUP_FRAMES):
         tick(i)
@@ -198,8 +198,8 @@ def main() -> None:
         variants.append((BASELINE_HOP, args.baseline, f"batched numpy of {args.baseline}, one call per hop"))
     rs_costs: dict[str, list[float]] = {"alone": [], "interleaved": []}
     rs_walls: dict[str, list[float]] = {"alone": [], "interleaved": []}
-    costs = {(v, b): [] for v, _, _ in variants for b in BATCHES}
-    walls = {(v, b): [] for v, _, _ in variants for b in BATCHES}
+    costs: dict[tuple[str, int], list[float]] = {(v, b): [] for v, _, _ in variants for b in BATCHES}
+    walls: dict[tuple[str, int], list[float]] = {(v, b): [] for v, _, _ in variants for b in BATCHES}
     for _ in range(args.repeats):
         for name, run in (("alone", rs_alone), ("interleaved", rs_interleaved)):
             cost, tick_walls = run(audio, ticks)
