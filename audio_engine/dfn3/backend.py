@@ -250,7 +250,7 @@ class BatchedDfn3Backend:
             picked = audio[rows[:, None], hop_of_step]
             with self._blas.limit(limits=1, user_api="blas"):
                 enhanced = self._advance(slots[rows], picked, valid)
-            out[rows[:, None], hop_of_step] = np.where(valid[:, :, None], enhanced, out[rows[:, None], hop_of_step])
+            out[rows[:, None], hop_of_step] = np.where(valid[:, :, None], enhanced, F32(0.0))  # zeros for silence
         return {stream_id: out[row, : counts[row]].reshape(-1) for row, stream_id in enumerate(hops)}
 
     def _slot_for(self, stream_id: int) -> int:
