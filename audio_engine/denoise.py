@@ -1,9 +1,10 @@
 """Denoise backends: the seam between a worker process and the model that removes the noise.
 
-A backend advances many streams at once, one 10 ms hop each per call, so that a batched model gets its batch:
+A backend advances many streams at once, a few 10 ms hops each per call (a worker sends each stream's 20 ms
+frame, two hops), so that a batched model gets its batch:
 
     backend.open(stream_id)                       # a slot for the stream (model state starts fresh)
-    backend.process({stream_id: hop, ...})        # float32 (HOP_SAMPLES,) each -> same keys, denoised hops
+    backend.process({stream_id: hops, ...})       # float32 (k * HOP_SAMPLES,) each -> same keys and lengths
     backend.close(stream_id)
 
 Open streams absent from a `process` call keep their state frozen. Every backend delays its output by
@@ -44,8 +45,8 @@ class DenoiseBackend(Protocol):
         ...
 
     def process(self, hops: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """Denoise the next hop of each given stream: float32 (HOP_SAMPLES,) in and out, same keys back.
-        Open streams absent from the call keep their state frozen."""
+        """Denoise the next hops of each given stream: float32 (k * HOP_SAMPLES,) with k >= 1 (streams may
+        differ), the same shape out, same keys back. Open streams absent from the call keep their state frozen."""
         ...
 
     def close(self, stream_id: int) -> None:

@@ -7,7 +7,7 @@ the codec are smoothed from those reports (starting from the worker's start-up c
 is what its current streams cost per 20 ms of audio, as a share of 20 ms. The model's cost per round is affine
 in the number of streams it advances: a fixed part per call and a part per stream. For one processor per stream
 the fixed part is ~0; for the batched DeepFilterNet3 it is most of a small batch (`bench.denoise_model`: one
-stream alone costs ~6x what each of 16 in one call does), so a per-stream average would misjudge both how many
+stream alone costs ~4x what each of 16 in one call does), so a per-stream average would misjudge both how many
 more streams fit and how many must go when a worker falls behind.
 Wall time, not CPU time: a worker that waits for a core because the machine is busy is just as late.
 """

@@ -6,7 +6,7 @@ It reads requests from stdin and writes replies to stdout (message format: audio
 
 Packets are decoded as they arrive (cheap); every 20 ms (or as soon as every stream has a frame waiting) a
 tick takes one frame from every stream that has one and runs the frames of all of them through the backend in
-one `process` call per 10 ms hop, so a batched model advances the whole worker at once. The wait for the tick
+one `process` call, so a batched model advances the whole worker at once. The wait for the tick
 is what batching adds to a stream's delay: at most 20 ms, nothing when the worker has one stream. A worker
 that fell behind runs several such rounds in one tick (at most MAX_ROUNDS_PER_TICK, so that it still reports in
 time). Each stream is denoised or passed through as a whole (ModeCrossfade, switched by the server with
@@ -30,7 +30,7 @@ import numpy as np
 
 from audio_engine.codec import FrameDecoder, encode_frame
 from audio_engine.denoise import DenoiseBackend, DenoiseSettings, ModeCrossfade, make_denoise_backend
-from audio_engine.framing import FRAME_SAMPLES, HOP_SAMPLES, SAMPLE_RATE
+from audio_engine.framing import FRAME_SAMPLES, SAMPLE_RATE
 from audio_engine.opus import OpusEncoder
 from audio_engine.worker_protocol import (
     FLAG_NEW_TIMELINE,
@@ -77,12 +77,8 @@ class _Stream:
 
 
 def denoise_frames(backend: DenoiseBackend, frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """One 20 ms frame of each stream through the backend: one `process` call per hop for all of them."""
-    if not frames:
-        return {}
-    hops = [backend.process({stream_id: frame[start : start + HOP_SAMPLES] for stream_id, frame in frames.items()})
-            for start in range(0, FRAME_SAMPLES, HOP_SAMPLES)]
-    return {stream_id: np.concatenate([hop[stream_id] for hop in hops]) for stream_id in frames}
+    """One 20 ms frame (two hops) of each stream through the backend, all in one `process` call."""
+    return backend.process(frames) if frames else {}
 
 
 def calibrate(backend: DenoiseBackend, bitrate: int) -> dict[str, float]:

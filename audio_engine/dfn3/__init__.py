@@ -1,8 +1,8 @@
-"""DeepFilterNet3 re-implemented in numpy to denoise many streams in one batch per 10 ms hop.
+"""DeepFilterNet3 re-implemented in numpy to denoise many streams in one batch per call (two hops each).
 
     backend = BatchedDfn3Backend(DenoiseSettings(), capacity=64)   # reads the model tarball once
     backend.open(stream_id)                                       # takes a free slot (no model build)
-    out = backend.process({stream_id: hop, ...})                  # hop: float32 (HOP_SAMPLES,) -> same keys
+    out = backend.process({stream_id: hops, ...})                 # float32 (k * HOP_SAMPLES,) -> same keys
     backend.close(stream_id)
     backend.delay_samples                                         # output lag: 1440 (30 ms)
 

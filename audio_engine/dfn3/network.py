@@ -1,16 +1,22 @@
-"""The DeepFilterNet3 network, evaluated one 10 ms frame at a time for a batch of streams.
+"""The DeepFilterNet3 network, evaluated for a batch of streams and a few consecutive 10 ms frames of each.
 
 Same operations as the official ONNX graphs (encoder, ERB decoder, DF decoder), with the batch axis being
 the streams and everything that the graphs carry across time held explicitly per stream:
 - the encoder's two input convolutions look at the current and the two previous feature frames (the graphs
-  pad time by 2 in front): the caller passes the last 3 frames;
+  pad time by 2 in front): the caller passes each stream's two frames before the call and its new ones;
 - the GRUs' hidden states;
 - the DF decoder's (5, 1) convolution over the last 5 frames of `c0`: kept as running partial sums for the
   next 4 outputs, so that a stream carries 4 x 10 x nb_df values instead of 4 frames of c0.
 
-Inside, the convolutions work channel-last, (streams, frequencies, channels), so that every 1x1 convolution
-is one matrix product over all streams and bins and the frequency taps read contiguous channel vectors; the
-GRUs and grouped linear layers work feature-major, (features, streams).
+A call covers `steps` frames per stream (the worker's 20 ms frame is two). Rows are stream-major (row
+b * steps + t is stream b's frame t): every layer without memory (convolutions, linear layers, the GRUs'
+input projections, the decoders' convolutions) computes all rows in one operation, and only what runs along
+time (the GRU recurrences, the DF decoder's partial sums) goes step by step. A stream's state advances at a
+step only where the caller's mask says so (a frame it did not send, a decoder that did not run).
+
+Inside, the convolutions work channel-last, (rows, frequencies, channels), so that every 1x1 convolution
+is one matrix product over all rows and bins and the frequency taps read contiguous channel vectors; the
+GRUs and grouped linear layers work feature-major, (features, rows).
 """
 
 from __future__ import annotations
@@ -36,6 +42,24 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
     return np.reciprocal(x, out=x)
 
 
+# The most result columns one weight product gets: OpenBLAS's single-threaded sgemm (Haswell kernels) slows
+# down more than linearly beyond ~64 columns for weights of these shapes; measured, (768, 256) @ (256, 128)
+# took 3.3 ms where two products of 64 columns took 1.4.
+MAX_PRODUCT_COLUMNS = 64
+
+
+def weights_times(weight: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """weight (..., out, in) @ x (..., in, n), in products of at most MAX_PRODUCT_COLUMNS columns."""
+    columns = x.shape[-1]
+    if columns <= MAX_PRODUCT_COLUMNS:
+        return np.matmul(weight, x)
+    y = np.empty(np.broadcast_shapes(weight.shape[:-2], x.shape[:-2]) + (weight.shape[-2], columns), dtype=F32)
+    for start in range(0, columns, MAX_PRODUCT_COLUMNS):
+        end = start + MAX_PRODUCT_COLUMNS
+        y[..., start:end] = np.matmul(weight, x[..., start:end])
+    return y
+
+
 class GroupedLinear:
     """The graphs' grouped linear layers (`btgi,gih->btgh` einsums) on feature-major (features, B) input."""
 
@@ -45,15 +69,16 @@ class GroupedLinear:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         batch = x.shape[-1]
-        y = np.matmul(self.weight_t, x.reshape(self.groups, self.inputs, batch))
+        y = weights_times(self.weight_t, x.reshape(self.groups, self.inputs, batch))
         return y.reshape(self.groups * self.outputs, batch)
 
 
 class Gru:
-    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1), one step for a batch of hidden states.
+    """One ONNX GRU layer (gates z, r, h; linear_before_reset=1) for a batch of streams over a few steps.
 
-    Feature-major: the input is (in, B) and the new hidden state comes back as (H, B), because a (3H, in)
-    weight times a (in, B) input is the faster matrix product for small B.
+    Feature-major: the input is (in, rows) and the outputs come back as (H, rows), because a (3H, in)
+    weight times a (in, rows) input is the faster matrix product for small batches. The input projection
+    is one product for all steps; only the recurrence runs step by step.
     """
 
     def __init__(self, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> None:
@@ -64,13 +89,36 @@ class Gru:
         self.b_in = np.ascontiguousarray(b[0, : 3 * hidden, None])
         self.b_rec = np.ascontiguousarray(b[0, 3 * hidden :, None])
 
-    def step(self, x: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """x (in, B), h (B, H) slot-major state -> new hidden state (H, B)."""
+    def run(self, x: np.ndarray, h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
+        """x (in, B * steps) stream-major; h (B, H) advances in place at the steps where `commit` (B, steps)
+        is set (None = everywhere). Returns each step's output (H, B * steps); where a step is not committed
+        its output is what the stream would have got, and the state carries on from before it."""
         hidden = self.hidden
-        h = h.T
-        gi = self.w @ x
+        batch = h.shape[0]
+        steps = x.shape[1] // batch
+        if steps > 1:  # step-major, so that each step's gates are contiguous rows of `batch` columns
+            x = x.reshape(x.shape[0], batch, steps).transpose(0, 2, 1).reshape(x.shape[0], -1)
+        gi = weights_times(self.w, x)
         gi += self.b_in
-        gh = self.r @ h
+        if steps > 1:
+            # (steps, 3H, B): each step's gates one contiguous block (elementwise ufuncs on a column slice of
+            # a wider array run element by element when B is 1: ~6x slower).
+            gi = np.ascontiguousarray(gi.reshape(3 * hidden, steps, batch).transpose(1, 0, 2))
+        else:
+            gi = gi[None]
+        state = np.ascontiguousarray(h.T)
+        outputs = np.empty((steps, hidden, batch), dtype=F32)
+        for t in range(steps):
+            new = self._cell(gi[t], state)
+            outputs[t] = new
+            state = new if commit is None else np.where(commit[:, t], new, state)
+        h[...] = state.T
+        return outputs.transpose(1, 2, 0).reshape(hidden, batch * steps)
+
+    def _cell(self, gi: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """gi (3H, B): the input's projection for this step (overwritten); h (H, B) -> new hidden state (H, B)."""
+        hidden = self.hidden
+        gh = weights_times(self.r, h)
         gh += self.b_rec
         zr = gi[: 2 * hidden]
         zr += gh[: 2 * hidden]
@@ -159,32 +207,25 @@ class ChannelScale:
         return relu_(y)
 
 
-def store_rows(state: np.ndarray, new: np.ndarray, commit: np.ndarray | None) -> None:
-    """state[b] = new[b] for the streams b in `commit` (a boolean mask over axis 0; None = all of them)."""
-    if commit is None:
-        state[...] = new
-    else:
-        np.copyto(state, new, where=commit.reshape((-1,) + (1,) * (state.ndim - 1)))
-
-
 def run_grus(grus: list[Gru], x: np.ndarray, h: np.ndarray, commit: np.ndarray | None) -> np.ndarray:
-    """Stacked GRU layers, one step: x (in, B) -> last layer's output (H, B); h (B, layers, H) advances."""
+    """Stacked GRU layers, layer by layer over all steps: x (in, rows) -> last layer's output (H, rows);
+    h (B, layers, H) advances where `commit` (B, steps; None = everywhere)."""
     for layer, gru in enumerate(grus):
-        x = gru.step(x, h[:, layer])
-        store_rows(h[:, layer], x.T, commit)
+        x = gru.run(x, h[:, layer], commit)
     return x
 
 
-def patches_3x3(frames: np.ndarray) -> np.ndarray:
-    """(B, 3 frames, F) -> (B*F, 9) rows of a 3x3 convolution's inputs, with frequency padding 1."""
+def causal_patches_3x3(frames: np.ndarray, steps: int) -> np.ndarray:
+    """(B, 2 + steps, F), two frames of context then the new ones -> (B * steps * F, 9): for each new frame the
+    inputs of a 3x3 convolution over it and the two frames before it, with frequency padding 1."""
     batch, _, freqs = frames.shape
-    padded = np.zeros((batch, 3, freqs + 2), dtype=F32)
+    padded = np.zeros((batch, 2 + steps, freqs + 2), dtype=F32)
     padded[:, :, 1:-1] = frames
-    rows = np.empty((batch, freqs, 9), dtype=F32)
+    rows = np.empty((batch, steps, freqs, 9), dtype=F32)
     for kt in range(3):
         for kf in range(3):
-            rows[:, :, kt * 3 + kf] = padded[:, kt, kf : kf + freqs]
-    return rows.reshape(batch * freqs, 9)
+            rows[..., kt * 3 + kf] = padded[:, kt : kt + steps, kf : kf + freqs]
+    return rows.reshape(-1, 9)
 
 
 class Dfn3Network:
@@ -258,33 +299,39 @@ class Dfn3Network:
 
     # -- encoder -------------------------------------------------------------------------------------------------
 
-    def encode(self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray) -> EncoderOutput:
-        """erb_frames (B, 3, nb_erb) and spec_frames (B, 3, 2, nb_df): the last 3 feature frames, newest last.
+    def encode(
+        self, erb_frames: np.ndarray, spec_frames: np.ndarray, enc_h: np.ndarray, commit: np.ndarray | None
+    ) -> EncoderOutput:
+        """erb_frames (B, 2 + steps, nb_erb) and spec_frames (B, 2 + steps, 2, nb_df): per stream its two
+        feature frames before the call, then its new ones.
 
-        Updates enc_h (B, H) in place. Returns (e0, e1, e2, e3, c0) as (B, freqs, channels), emb (512, B)
-        and lsnr (B,) in dB.
+        enc_h (B, H) advances in place where `commit` (B, steps; None = everywhere). Returns (e0, e1, e2, e3,
+        c0) as (rows, freqs, channels), emb (512, rows) and lsnr (rows,) in dB, rows = B * steps.
         """
-        batch = erb_frames.shape[0]
+        batch, steps = erb_frames.shape[0], erb_frames.shape[1] - 2
+        rows = batch * steps
         w, b = self.erb_conv0
-        e0 = patches_3x3(erb_frames) @ w
+        e0 = causal_patches_3x3(erb_frames, steps) @ w
         e0 += b
-        e0 = relu_(e0).reshape(batch, erb_frames.shape[2], -1)
+        e0 = relu_(e0).reshape(rows, erb_frames.shape[2], -1)
         e1 = self.erb_conv1[1](self.erb_conv1[0](e0))
         e2 = self.erb_conv2[1](self.erb_conv2[0](e1))
         e3 = self.erb_conv3[1](self.erb_conv3[0](e2))
 
         w, pointwise = self.df_conv0
         nb_df = spec_frames.shape[3]
-        rows = np.concatenate([patches_3x3(spec_frames[:, :, 0]), patches_3x3(spec_frames[:, :, 1])], axis=1)
-        c0 = pointwise((rows @ w).reshape(batch, nb_df, -1))
+        patches = np.concatenate(
+            [causal_patches_3x3(spec_frames[:, :, 0], steps), causal_patches_3x3(spec_frames[:, :, 1], steps)],
+            axis=1,
+        )
+        c0 = pointwise((patches @ w).reshape(rows, nb_df, -1))
         c1 = self.df_conv1[1](self.df_conv1[0](c0))
 
         # Channel-last flattening is the graphs' (B, F, C) order; the dense layers run feature-major.
-        emb = relu_(self.df_fc_emb(c1.reshape(batch, -1).T))
-        emb += e3.reshape(batch, -1).T
+        emb = relu_(self.df_fc_emb(c1.reshape(rows, -1).T))
+        emb += e3.reshape(rows, -1).T
         x = relu_(self.enc_lin_in(emb))
-        h = self.enc_gru.step(x, enc_h)
-        enc_h[...] = h.T
+        h = self.enc_gru.run(x, enc_h, commit)
         emb = relu_(self.enc_lin_out(h))
         lsnr = self.lsnr_w_row @ emb
         lsnr += self.lsnr_b
@@ -303,8 +350,9 @@ class Dfn3Network:
         erb_h: np.ndarray,
         commit: np.ndarray | None,
     ) -> np.ndarray:
-        """ERB gains (B, nb_erb). erb_h (B, layers, H) advances in place where `commit` (None = everywhere)."""
-        batch = emb.shape[1]
+        """ERB gains (rows, nb_erb). erb_h (B, layers, H) advances in place where `commit` (B, steps; None =
+        everywhere)."""
+        rows = emb.shape[1]
         x = run_grus(self.erb_grus, relu_(self.erb_lin_in(emb)), erb_h, commit)
         x = relu_(self.erb_lin_out(x))
         y = self.conv3p(e3) + x.T.reshape(e3.shape)
@@ -316,7 +364,7 @@ class Dfn3Network:
         y = self.conv0p(e0) + y
         taps, bias = self.conv0_out
         nb_erb = y.shape[1]
-        z = (pad_freqs(y).reshape(-1, y.shape[2]) @ taps).reshape(batch, nb_erb + 2, 3)
+        z = (pad_freqs(y).reshape(-1, y.shape[2]) @ taps).reshape(rows, nb_erb + 2, 3)
         m = z[:, 0:nb_erb, 0] + z[:, 1 : nb_erb + 1, 1]
         m += z[:, 2 : nb_erb + 2, 2]
         m += bias
@@ -327,24 +375,33 @@ class Dfn3Network:
     def decode_df(
         self, emb: np.ndarray, c0: np.ndarray, df_h: np.ndarray, convp_acc: np.ndarray, commit: np.ndarray | None
     ) -> np.ndarray:
-        """Deep-filter coefficients (B, nb_df, order) complex64.
+        """Deep-filter coefficients (rows, nb_df, order) complex64.
 
-        df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit`.
+        df_h (B, layers, H) and convp_acc (B, taps - 1, nb_df, out) advance in place where `commit` (B, steps;
+        None = everywhere).
         """
-        batch = emb.shape[1]
+        rows = emb.shape[1]
+        batch = df_h.shape[0]
+        steps = rows // batch
         x = run_grus(self.df_grus, relu_(self.df_lin_in(emb)), df_h, commit)
         x += self.df_skip(emb)
-        out = np.tanh(self.df_out(x))  # (nb_df * order * 2, B)
+        out = np.tanh(self.df_out(x))  # (nb_df * order * 2, rows)
 
-        # (B, nb_df, taps, out): what the current c0 frame contributes through each tap.
+        # What each new c0 frame contributes through each tap: (B, steps, nb_df, taps, out).
         taps, out_ch = self.convp_taps, self.convp_out
-        part = (c0.reshape(-1, self.conv_ch) @ self.convp_weight).reshape(batch, self.nb_df, taps, out_ch)
-        conv = convp_acc[:, 0] + part[:, :, taps - 1]
-        advanced = np.empty_like(convp_acc)
-        for j in range(taps - 2):
-            np.add(convp_acc[:, j + 1], part[:, :, taps - 2 - j], out=advanced[:, j])
-        advanced[:, taps - 2] = part[:, :, 0]
-        store_rows(convp_acc, advanced, commit)
-        coefs = self.convp_pw(conv)  # (B, nb_df, order * 2)
+        part = (c0.reshape(-1, self.conv_ch) @ self.convp_weight).reshape(batch, steps, self.nb_df, taps, out_ch)
+        conv = np.empty((batch, steps, self.nb_df, out_ch), dtype=F32)
+        acc = convp_acc
+        for t in range(steps):
+            frame = part[:, t]
+            np.add(acc[:, 0], frame[:, :, taps - 1], out=conv[:, t])
+            # The partial sums of the next taps - 1 outputs: shifted by one, plus this frame through the
+            # taps before.
+            advanced = np.empty_like(convp_acc)
+            np.add(acc[:, 1:], frame[:, :, taps - 2 : 0 : -1].transpose(0, 2, 1, 3), out=advanced[:, : taps - 2])
+            advanced[:, taps - 2] = frame[:, :, 0]
+            acc = advanced if commit is None else np.where(commit[:, t, None, None, None], advanced, acc)
+        convp_acc[...] = acc
+        coefs = self.convp_pw(conv.reshape(rows, self.nb_df, out_ch))  # (rows, nb_df, order * 2)
         coefs += out.T.reshape(coefs.shape)
         return coefs.view(np.complex64)

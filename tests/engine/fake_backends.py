@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from audio_engine.denoise import DFN3_DELAY_SAMPLES, DenoiseSettings
+from audio_engine.framing import HOP_SAMPLES
 
 # Seconds each stream's hop costs SlowHalvingBackend (read by the worker process at start).
 SLOWNESS_VARIABLE = "QUIETCAST_TEST_BACKEND_HOP_SECONDS"
@@ -28,7 +29,7 @@ class SlowHalvingBackend:
         self._history[stream_id] = np.zeros(self.delay_samples, dtype=np.float32)
 
     def process(self, hops: Mapping[int, np.ndarray]) -> dict[int, np.ndarray]:
-        time.sleep(self._hop_s * len(hops))
+        time.sleep(self._hop_s * sum(len(samples) for samples in hops.values()) / HOP_SAMPLES)
         out = {}
         for stream_id, hop in hops.items():
             joined = np.concatenate([self._history[stream_id], hop])

