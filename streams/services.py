@@ -615,7 +615,7 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
 
 
 def _held_here() -> QuerySet[ActiveStream]:
-    """The live rows this server process answers for: those whose media it holds (it took them at start), and
+    """The live rows this server process answers for: those whose media it holds (placed on it at start), and
     rows with no host (left by a run before hosts were recorded). Every other process leaves them alone."""
     return ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
 
