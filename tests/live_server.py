@@ -146,8 +146,13 @@ def _running(arguments: list[str], env: dict[str, str], log: Path, port: int, ur
         _wait_for_port(port, server, log)
         yield DaphneServer(url=url, process=server)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later (nothing when it is gone already)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()

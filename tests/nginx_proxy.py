@@ -30,6 +30,7 @@ from tests.live_server import (
     prepare_database,
     running_like_make_run,
     server_environment,
+    stop_process,
 )
 
 SITE_CONFIG = REPO / "deploy" / "nginx" / "quietcast.conf"
@@ -117,11 +118,7 @@ def running_nginx(workdir: Path, upstream_ports: list[int], static_root: Path) -
         yield NginxProxy(f"https://127.0.0.1:{https_port}", f"http://127.0.0.1:{http_port}", context,
                          workdir / "access.log")
     finally:
-        nginx.terminate()
-        try:
-            nginx.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
+        stop_process(nginx)
         log.close()
 
 
