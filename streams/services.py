@@ -593,9 +593,13 @@ def end_streams_of_dead_hosts() -> list[EndedStream]:
     """End the streams whose media host has not been heard from within MEDIA_HOST_DEAD_SECONDS: its media is
     gone, so friends are told and the broadcaster may go live again. The host registers the partial recording
     when it comes back (recover_after_restart). Each is ended only while still held by that host, so two
-    surviving processes doing this at once end it once."""
+    surviving processes doing this at once end it once. The presence sockets a dead host held went with it too:
+    they are forgotten, so that a broadcaster whose page reconnected elsewhere is away once that page closes."""
     ended = []
     here = media.host_id()
+    with_sockets = PresenceConnection.objects.exclude(host__in=["", here]).values_list("host", flat=True).distinct()
+    for host_id in hosts.known_dead(set(with_sockets), this_host_id=here):
+        _forget_presence_sockets(PresenceConnection.objects.filter(host=host_id))
     others = ActiveStream.objects.exclude(media_host__in=["", here]).values_list("media_host", flat=True)
     for host_id in sorted(set(others)):
         if hosts.is_alive(host_id, this_host_id=here):

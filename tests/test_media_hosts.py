@@ -150,3 +150,40 @@ def test_a_restarting_host_leaves_the_partial_recording_another_host_is_writing(
     assert not StreamRecording.objects.filter(session_id=live_on_b.session_id).exists()
     assert media.partial_path(bob.pk, live_on_b.session_id).exists()
     assert ActiveStream.objects.filter(pk=live_on_b.pk).exists()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_survivor_forgets_a_dead_hosts_presence_sockets_but_not_those_of_a_host_just_starting(
+    redis_registry, settings, lifecycle_clock, alice, bob
+):
+    prefix = f"test-{uuid.uuid4().hex}-"
+    dying, surviving, starting = prefix + "a:8000", prefix + "b:8000", prefix + "c:8000"
+    hosts.announce(dying, denoise_headroom=1)
+    hosts.announce(surviving, denoise_headroom=1)
+    settings.MEDIA_HOST_ID = dying
+    services.presence_connected(alice, "alice-on-a")
+    settings.MEDIA_HOST_ID = starting  # its first socket, before its first heartbeat
+    services.presence_connected(bob, "bob-on-c")
+    alice_on_b = hold(alice, surviving, settings)
+
+    lifecycle_clock.advance(DEAD - 1)
+    hosts.announce(surviving, denoise_headroom=1)
+    services.end_streams_of_dead_hosts()
+    assert PresenceConnection.objects.count() == 2  # within the bound: A may only be slow
+    lifecycle_clock.advance(2)
+    hosts.announce(surviving, denoise_headroom=1)
+    services.end_streams_of_dead_hosts()
+    assert list(PresenceConnection.objects.values_list("channel_name", flat=True)) == ["bob-on-c"]
+    assert ActiveStream.objects.get(pk=alice_on_b.pk).presence_lost_at is not None  # away: no page of hers is open
+
+
+@pytest.mark.django_db
+def test_without_redis_the_sockets_left_under_an_earlier_id_of_the_one_process_are_forgotten(settings, alice):
+    settings.REDIS_URL = ""
+    settings.MEDIA_HOST_ID = "here:8000"
+    services.presence_connected(alice, "from-the-run-on-8000")
+    settings.MEDIA_HOST_ID = "here:8080"  # restarted on another port
+    services.presence_connected(alice, "this-run")
+    services.end_streams_of_dead_hosts()
+    assert list(PresenceConnection.objects.values_list("channel_name", flat=True)) == ["this-run"]
