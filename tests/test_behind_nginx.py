@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from http.cookies import Morsel
 from pathlib import Path
 
@@ -81,17 +82,24 @@ async def next_of_type(socket: aiohttp.ClientWebSocketResponse, kind: str, timeo
             return message
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.05)
+
+
 def wss(site: Site, path: str) -> str:
     return site.proxy.url.replace("https://", "wss://") + path
 
 
-async def test_plain_http_is_sent_to_https_and_static_files_come_from_nginx(site):
+async def test_plain_http_goes_to_https_static_files_come_from_nginx_and_metrics_stay_private(site):
     async with site.client() as http:
         response = await http.get(f"{site.proxy.http_url}/login/", allow_redirects=False)
         assert response.status == 301 and response.headers["Location"].startswith("https://")
         static = await http.get(f"{site.proxy.url}/static/css/quietcast.css")
         assert static.status == 200 and static.headers["Cache-Control"] == "max-age=3600"
         assert (await static.read()) == (Path(__file__).resolve().parents[1] / "static/css/quietcast.css").read_bytes()
+        # Through the proxy every visitor looks local to the processes; /metrics tells them apart (X-Forwarded-For).
+        assert (await http.get(f"{site.proxy.url}/metrics")).status == 404
 
 
 async def test_a_start_on_one_process_reaches_a_friends_sockets_on_the_other_through_nginx(site):
@@ -117,12 +125,12 @@ async def test_a_start_on_one_process_reaches_a_friends_sockets_on_the_other_thr
                 lambda offer: dave.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
             )
             assert (await next_of_type(bob_watching, "listener_joined", 10))["count"] == 1
+            await asyncio.wait_for(until(lambda: len(heard) > 0), 5)  # dave hears alice
 
             await alice.stop_stream()
             assert (await next_of_type(bob_watching, "stream_ended", 2))["reason"] == "stopped"
             assert (await next_of_type(bob_presence, "streaming_status_update", 2))["is_streaming"] is False
             await asyncio.wait_for(listening, 5)  # dave's audio ends with the stream
-            assert heard, "dave heard alice before she stopped"
             await publisher.close()
             await listener.close()
 
@@ -141,8 +149,7 @@ async def test_a_killed_processs_stream_ends_for_friends_and_is_saved_when_it_co
             await alice.start_stream(denoise=False)
             track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"))
             publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-            while track.seconds_sent < 2.0:
-                await asyncio.sleep(0.05)
+            await asyncio.wait_for(until(lambda: track.seconds_sent >= 2.0), 10)
 
             site.kill(A)
             killed_at, seconds_sent = time.monotonic(), track.seconds_sent
