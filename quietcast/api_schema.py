@@ -14,7 +14,7 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with the current state (already live, not live, not sending yet).",
     429: "Too many requests or connections; `Retry-After` says when to try again where it applies.",
     503: "Temporarily unavailable (noise removal at capacity, the message service down, too many files waiting to "
-    "be denoised); nothing was changed.",
+    "be denoised, the server carrying the stream's audio not answering); nothing was changed.",
 }
 
 # Error statuses per operation, besides the success statuses the views declare.
@@ -33,7 +33,7 @@ ERRORS_BY_OPERATION: dict[str, tuple[int, ...]] = {
     "stream_start_create": (400, 401, 403, 409, 415, 503),
     "stream_stop_create": (400, 401, 409, 415, 503),
     "stream_denoise_create": (400, 401, 409, 415, 503),
-    "stream_mute_create": (400, 401, 409, 415),
+    "stream_mute_create": (400, 401, 409, 415, 503),
     "stream_offer_create": (400, 401, 404, 409, 415, 503),
     "stream_listener_offer_create": (400, 401, 403, 404, 409, 415, 429, 503),
     "stream_status_retrieve": (401, 403, 404),

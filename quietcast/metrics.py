@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from audio_engine import EngineStats, HistogramSnapshot
-from streams import media
+from streams import media, media_forwarding, placement
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,11 @@ class EngineCollector(Collector):
 
 
 REGISTRY.register(EngineCollector())
+for routing_metric in (
+    media_forwarding.FORWARDED, media_forwarding.FORWARD_SECONDS, media_forwarding.SERVED,
+    placement.PLACEMENTS, placement.PLACEMENT_SECONDS,
+):
+    REGISTRY.register(routing_metric)
 
 
 def may_read_metrics(remote_address: str, authorization: str, forwarded_for: str, token: str) -> bool:

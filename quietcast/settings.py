@@ -305,6 +305,9 @@ MEDIA_HOST_ID = env.str("MEDIA_HOST_ID", default=f"{socket.gethostname()}:{os.en
 MEDIA_HOST_HEARTBEAT_SECONDS = env.float("MEDIA_HOST_HEARTBEAT_SECONDS", default=2.0)
 # A host not heard from this long is dead: another process ends its streams.
 MEDIA_HOST_DEAD_SECONDS = env.float("MEDIA_HOST_DEAD_SECONDS", default=10.0)
+# A media operation forwarded to the process holding the stream and not answered this long fails with a 503 (it
+# covers a listener's offer, which may wait up to 5 s for the broadcaster's audio to arrive).
+MEDIA_FORWARD_TIMEOUT_SECONDS = env.float("MEDIA_FORWARD_TIMEOUT_SECONDS", default=8.0)
 # A listener connection that has not connected this long after its answer is closed (never counted).
 LISTENER_CONNECT_TIMEOUT_SECONDS = env.float("LISTENER_CONNECT_TIMEOUT_SECONDS", default=15.0)
 # Connections one person may hold to one stream at once (a phone and a laptop); more get a 429. 0: no limit.

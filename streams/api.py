@@ -187,7 +187,7 @@ class DenoiseSwitchView(APIView):
             stream = services.set_denoise(signed_in(request), body.validated_data["denoise"])
         except services.NotLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream first.") from error
-        except (services.DenoiseAtCapacity, media.DenoiseUnavailable) as error:
+        except (services.DenoiseAtCapacity, media.DenoiseUnavailable, media.MediaHostUnavailable) as error:
             raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
         return Response({"session_id": str(stream.session_id), "denoise": stream.denoise_enabled})
 
@@ -208,6 +208,8 @@ class MuteView(APIView):
             stream = services.set_muted(signed_in(request), body.validated_data["muted"])
         except services.NotLive as error:
             raise ApiError(status.HTTP_409_CONFLICT, "You are not live. Start a stream first.") from error
+        except media.MediaHostUnavailable as error:
+            raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from error
         return Response({"session_id": str(stream.session_id), "muted": stream.muted})
 
 
@@ -265,6 +267,7 @@ MEDIA_ERROR_STATUS: ErrorStatuses = {
     media.DenoiseUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
     media.NotSendingYet: status.HTTP_404_NOT_FOUND,
     media.TooManyConnections: status.HTTP_429_TOO_MANY_REQUESTS,
+    media.MediaHostUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

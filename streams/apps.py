@@ -21,6 +21,7 @@ class StreamsConfig(AppConfig):
         except EngineUnsupported as error:
             raise ImproperlyConfigured(str(error)) from error
 
+        media.admit_listeners_by(services.listener_still_allowed)
         friendship_changed.connect(services.on_friendship_changed, dispatch_uid="streams.on_friendship_changed")
         friend_requests_changed.connect(
             services.on_friend_requests_changed, dispatch_uid="streams.on_friend_requests_changed"

@@ -13,6 +13,7 @@ a database thread; this module never calls the layers above it.
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import shutil
 import threading
@@ -45,7 +46,7 @@ from audio_engine.framing import SAMPLE_RATE
 from audio_engine.jitter import require_receive_hook
 from audio_engine.recorder import BYTES_PER_SAMPLE
 from audio_engine.recording_files import encode_ogg_opus, join_recordings, waveform_peaks
-from streams import hosts, signals
+from streams import hosts, media_forwarding, signals
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,13 @@ class TooManyConnections(MediaError):
         )
 
 
+class MediaHostUnavailable(MediaError):
+    """The server process holding the stream's media is dead, or did not answer in time."""
+
+    def __init__(self) -> None:
+        super().__init__("The server carrying this stream's audio is not answering. Try again in a moment.")
+
+
 # --- this process's engine -------------------------------------------------------------------------------------
 
 _engine: MediaEngine | None = None
@@ -290,6 +298,8 @@ def start_with_server() -> None:
     denoised or not. Elsewhere (tests calling views directly, management commands) nothing starts."""
     if _engine is not None or not _daphne_running():
         return
+    if settings.REDIS_URL:  # other processes reach this one's media only through a shared channel layer
+        _background(media_forwarding.serve(host_id(), _SERVED, tuple(_FORWARDED_ERRORS.values())))
     _background(_start_denoise_workers(engine()))
 
 
@@ -340,12 +350,26 @@ def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
 # --- blocking entry points for synchronous code -----------------------------------------------------------------
 
 
-def finish(session_id: uuid.UUID | str, *, owner_id: int) -> FinishedRecording | None:
-    """Close a session's media (publisher, listeners, recorder) and return its saved recording, if any.
+def finish(session_id: uuid.UUID | str, *, owner_id: int, host: str = "") -> FinishedRecording | None:
+    """Close a session's media (publisher, listeners, recorder) on `host` (the stream's media host; "" for this
+    process) and return its saved recording, if any.
 
-    When this process's engine holds no such session (it never published, or a previous run crashed), a
-    partial file left on disk for the session is repaired instead.
+    When the host's engine holds no such session (it never published, or a previous run crashed), a partial file
+    left on disk for the session is repaired instead; so it is here when the host is dead (RECORDINGS_DIR is shared
+    by a site's processes). A host that does not answer keeps the file: it is registered when that host restarts.
     """
+    if not _held_here(host) and hosts.is_alive(host, host_id()):
+        try:
+            finished = _on_host(host, "finish", session_id=str(session_id), owner_id=owner_id)
+        except MediaHostUnavailable:
+            logger.error("media host %s did not finish session %s; its recording waits for its restart", host,
+                         session_id)
+            return None
+        return None if finished is None else FinishedRecording(**finished)
+    return _finish_here(str(session_id), owner_id)
+
+
+def _finish_here(session_id: str, owner_id: int) -> FinishedRecording | None:
     finished = _end_session(str(session_id))
     if finished is not None:
         if finished.duration_s == 0:
@@ -367,9 +391,19 @@ def _end_session(session_id: str) -> RecordingResult | None:
     return async_to_sync(_engine.end)(session_id)
 
 
-def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool, muted: bool = False) -> str:
-    """Blocking: connect the broadcaster's offer to their session; returns the answer SDP. `muted` is the
-    session's state when this process first takes it (afterwards `set_muted` keeps the engine in step)."""
+def publish(
+    owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bool, muted: bool = False, host: str = ""
+) -> str:
+    """Blocking: connect the broadcaster's offer to their session on its media `host`; returns the answer SDP.
+    `muted` is the session's state when the host first takes it (afterwards `set_muted` keeps it in step)."""
+    return cast(
+        str,
+        _on_host(host, "publish", owner_id=owner_id, session_id=str(session_id), offer_sdp=offer_sdp,
+                 denoise=denoise, muted=muted),
+    )
+
+
+def _publish_here(owner_id: int, session_id: str, offer_sdp: str, denoise: bool, muted: bool) -> str:
     target = final_path(owner_id, session_id)
     target.parent.mkdir(parents=True, exist_ok=True)
 
@@ -395,11 +429,31 @@ def publish(owner_id: int, session_id: uuid.UUID, offer_sdp: str, *, denoise: bo
 PUBLISHER_WAIT_S = 5.0
 
 
-def listen(
-    session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int, still_allowed: Callable[[], bool]
-) -> str:
-    """Blocking: connect a listener's offer to a live session; returns the answer SDP. `still_allowed` (run in
-    a database thread) is asked again when the connection attaches: access revoked meanwhile means no audio."""
+# Whether a listener (user id) may still hear an owner's (user id) stream; run in a database thread. Set from above
+# (admit_listeners_by); until then nobody is admitted.
+_listener_admission: Callable[[int, int], bool] = lambda listener_user_id, owner_id: False  # noqa: E731
+
+
+def admit_listeners_by(check: Callable[[int, int], bool]) -> None:
+    """Set what the media host asks (listener id, owner id) when a listener's connection attaches."""
+    global _listener_admission
+    _listener_admission = check
+
+
+def listen(session_id: uuid.UUID, offer_sdp: str, *, listener_user_id: int, owner_id: int, host: str = "") -> str:
+    """Blocking: connect a listener's offer to a live session on its media `host`; returns the answer SDP. The
+    host asks `admit_listeners_by`'s check again when the connection attaches: access revoked meanwhile means no
+    audio."""
+    return cast(
+        str,
+        _on_host(host, "listen", session_id=str(session_id), offer_sdp=offer_sdp,
+                 listener_user_id=listener_user_id, owner_id=owner_id),
+    )
+
+
+def _listen_here(session_id: str, offer_sdp: str, listener_user_id: int, owner_id: int) -> str:
+    def still_allowed() -> bool:
+        return _listener_admission(listener_user_id, owner_id)
 
     async def answer() -> str:
         media_engine = engine()
@@ -424,7 +478,7 @@ def listen(
         raise TooManyConnections(error.limit) from error
 
 
-def _change_live_session(session_id: uuid.UUID, change: Callable[[MediaEngine, str], None]) -> None:
+def _change_live_session(session_id: uuid.UUID | str, change: Callable[[MediaEngine, str], None]) -> None:
     """Blocking: apply `change` to a session this process's engine holds, on the engine's loop. Nothing to do
     when it holds no media for it (yet: its first offer is answered with the stream's state), or it ended meanwhile."""
     if _engine is None or not _engine.is_publishing(str(session_id)):
@@ -440,10 +494,14 @@ def _change_live_session(session_id: uuid.UUID, change: Callable[[MediaEngine, s
         return
 
 
-def set_denoise(session_id: uuid.UUID, on: bool) -> None:
-    """Blocking: switch a live session's denoising on or off (the stream crossfades as a whole); see
-    `_change_live_session`. Raises DenoiseUnavailable when it cannot be switched on (its denoise workers never
-    started)."""
+def set_denoise(session_id: uuid.UUID, on: bool, *, host: str = "") -> None:
+    """Blocking: switch a live session's denoising on or off on its media `host` (the stream crossfades as a
+    whole); see `_change_live_session`. Raises DenoiseUnavailable when it cannot be switched on (its denoise
+    workers never started)."""
+    _on_host(host, "set_denoise", session_id=str(session_id), on=on)
+
+
+def _set_denoise_here(session_id: str, on: bool) -> None:
     try:
         _change_live_session(session_id, lambda media_engine, session: media_engine.set_denoise(session, on))
     except DenoiserUnavailable as error:
@@ -451,9 +509,13 @@ def set_denoise(session_id: uuid.UUID, on: bool) -> None:
         raise DenoiseUnavailable() from error
 
 
-def set_muted(session_id: uuid.UUID, muted: bool) -> None:
-    """Blocking: mute or unmute a live session (its listeners and recording get silence in place of its audio);
-    see `_change_live_session`."""
+def set_muted(session_id: uuid.UUID, muted: bool, *, host: str = "") -> None:
+    """Blocking: mute or unmute a live session on its media `host` (its listeners and recording get silence in
+    place of its audio); see `_change_live_session`."""
+    _on_host(host, "set_muted", session_id=str(session_id), muted=muted)
+
+
+def _set_muted_here(session_id: str, muted: bool) -> None:
     _change_live_session(session_id, lambda media_engine, session: media_engine.set_muted(session, muted))
 
 
@@ -487,10 +549,67 @@ def announce_this_host() -> None:
     hosts.announce(host_id(), denoise_headroom())
 
 
-def disconnect_listener(session_id: uuid.UUID, listener_user_id: int) -> None:
-    """Blocking: cut off every connection `listener_user_id` has to the session's audio (they lost access)."""
+def disconnect_listener(session_id: uuid.UUID, listener_user_id: int, *, host: str = "") -> None:
+    """Blocking: cut off every connection `listener_user_id` has to the session's audio on its media `host` (they
+    lost access; a host that is gone carries no audio to cut)."""
+    try:
+        _on_host(host, "disconnect_listener", session_id=str(session_id), listener_user_id=listener_user_id)
+    except MediaHostUnavailable:
+        logger.warning("media host %s could not be told to disconnect a listener of %s", host, session_id)
+
+
+def _disconnect_listener_here(session_id: str, listener_user_id: int) -> None:
     if _engine is not None and _engine.is_publishing(str(session_id)):
         async_to_sync(_engine.disconnect_listeners)(str(session_id), str(listener_user_id))
+
+
+# --- routing: each operation runs on the host that holds the stream's media (streams.media_forwarding) ---------
+
+_LOCAL: dict[str, Callable[..., Any]] = {
+    "publish": _publish_here,
+    "listen": _listen_here,
+    "finish": _finish_here,
+    "set_denoise": _set_denoise_here,
+    "set_muted": _set_muted_here,
+    "disconnect_listener": _disconnect_listener_here,
+}
+
+
+def _finish_here_plain(session_id: str, owner_id: int) -> dict[str, Any] | None:
+    finished = _finish_here(session_id, owner_id)
+    return None if finished is None else dataclasses.asdict(finished)
+
+
+# What this host runs for others: the same operations, with results in plain values.
+_SERVED: dict[str, Callable[..., Any]] = {**_LOCAL, "finish": _finish_here_plain}
+
+# The errors a host's operation may raise that reach the requester as themselves.
+_FORWARDED_ERRORS: dict[str, type[MediaError]] = {
+    error.__name__: error
+    for error in (
+        PublisherAlreadyConnected, OfferRejected, DenoiseUnavailable, NotSendingYet, SessionEnded, TooManyConnections
+    )
+}
+
+
+def _held_here(host: str) -> bool:
+    """Whether `host` is this process. Without Redis there is no channel between processes: only this one."""
+    return not settings.REDIS_URL or host in ("", host_id())
+
+
+def _on_host(host: str, operation: str, **arguments: Any) -> Any:
+    """Run `operation` here, or on `host` over the channel layer; MediaHostUnavailable when that host is dead or
+    does not answer within MEDIA_FORWARD_TIMEOUT_SECONDS."""
+    if _held_here(host):
+        return _LOCAL[operation](**arguments)
+    if not hosts.is_alive(host, host_id()):
+        logger.warning("%s for a stream on media host %s, which is not alive", operation, host)
+        raise MediaHostUnavailable()
+    try:
+        return media_forwarding.request(host, operation, arguments, _FORWARDED_ERRORS)
+    except media_forwarding.HostUnreachable as error:
+        logger.error("%s", error)
+        raise MediaHostUnavailable() from error
 
 
 # --- denoising uploaded files (audio_engine.file_denoise) ------------------------------------------------------

@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
 from friends.services import can_access, friend_ids, received_requests
-from streams import clock, events, hosts, media
+from streams import clock, events, hosts, media, placement
 from streams.events import EndReason
 from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
@@ -102,45 +102,83 @@ def _require_recording_space(user: User) -> None:
         raise RecordingQuotaFull(used, quota)
 
 
-def _denoise_at_capacity(other_streams: "QuerySet[ActiveStream]") -> bool:
-    """Whether one more denoised stream beside `other_streams` is refused: beyond MAX_DENOISED_STREAMS, or
-    beyond what the denoise workers measure they can take. The measured headroom refuses only beside other
-    denoised streams: a server with none takes one whatever its load (its worker passes the stream through
-    whole if the machine cannot keep up), so a busy machine never refuses denoising outright."""
+def _host_loads(other_streams: "QuerySet[ActiveStream]", host_ids: Iterable[str]) -> list[placement.HostLoad]:
+    """Each host's denoised streams among `other_streams` (a row with no host counts as this process's), and its
+    headroom: measured now for this process, from its last heartbeat for the others."""
+    here = media.host_id()
+    counted = other_streams.filter(denoise_enabled=True).values_list("media_host").annotate(count=Count("pk"))
+    denoised: dict[str, int] = {}
+    for host_id, count in counted:
+        denoised[host_id or here] = denoised.get(host_id or here, 0) + count
+    host_ids = list(host_ids)
+    heard = {}
+    if any(host_id != here for host_id in host_ids):
+        heard = {host.host_id: host.denoise_headroom for host in hosts.live_hosts(here)}
+    return [
+        placement.HostLoad(
+            host_id,
+            denoised.get(host_id, 0),
+            media.denoise_headroom() if host_id == here else heard.get(host_id),
+        )
+        for host_id in host_ids
+    ]
+
+
+def _denoise_at_capacity(other_streams: "QuerySet[ActiveStream]", host_id: str) -> bool:
+    """Whether `host_id` refuses one more denoised stream beside `other_streams` (placement.has_room)."""
+    (load,) = _host_loads(other_streams, [host_id or media.host_id()])
+    return not placement.has_room(load, settings.MAX_DENOISED_STREAMS)
+
+
+def _place_denoised_stream() -> str | None:
+    """The media host for a new denoised stream (placement.choose_host), None when no live host has room."""
+    here = media.host_id()
     limit = settings.MAX_DENOISED_STREAMS
-    denoised_live = other_streams.filter(denoise_enabled=True).count()
-    return bool((limit and denoised_live >= limit) or (denoised_live and media.denoise_headroom() == 0))
+    with placement.PLACEMENT_SECONDS.time():
+        (here_load,) = _host_loads(ActiveStream.objects.all(), [here])
+        if placement.has_room(here_load, limit):
+            chosen: str | None = here
+        else:
+            others = [host.host_id for host in hosts.live_hosts(here) if host.host_id != here]
+            chosen = placement.choose_host(here_load, _host_loads(ActiveStream.objects.all(), others), limit)
+    placement.PLACEMENTS.labels("refused" if chosen is None else "here" if chosen == here else "elsewhere").inc()
+    return chosen
 
 
 def start_stream(user: User, denoise: bool = True, time_zone: str = "") -> ActiveStream:
     """Go live. Two concurrent starts by one user (two tabs) leave exactly one stream: the loser gets AlreadyLive.
 
-    Denoised streams beyond MAX_DENOISED_STREAMS, or beyond what the denoise workers measure they can take, are
-    refused (DenoiseAtCapacity). The count is not locked, so two simultaneous starts may pass it by one: a soft
-    limit is enough, as a worker that falls behind passes whole streams through rather than garbling them.
+    Its media goes to this process, or for a denoised stream, when this one is full, to the least-loaded live
+    media host with room (placement); a denoised start is refused (DenoiseAtCapacity) only when no host has room.
+    The counts are not locked, so two simultaneous starts may pass a host's limit by one: a soft limit is enough,
+    as a worker that falls behind passes whole streams through rather than garbling them.
     Refused with ChannelLayerUnavailable, changing nothing, while friends could not be told.
     """
     events.require_reachable()
     _require_recording_space(user)
-    if denoise and _denoise_at_capacity(ActiveStream.objects.all()):
+    media_host = _place_denoised_stream() if denoise else media.host_id()
+    if media_host is None:
         existing = active_stream_of(user)
         if existing is not None:
             raise AlreadyLive(existing)
         raise DenoiseAtCapacity()
     try:
         with transaction.atomic():
-            # The process that starts a stream takes its media (offers must reach it until they are routed), so a
-            # restarting process never mistakes another's new stream for one of its own.
+            # The host is named from the start (offers and other operations are forwarded to it), so a restarting
+            # process never mistakes another's new stream for one of its own.
             stream = ActiveStream.objects.create(
                 owner=user, denoise_enabled=denoise, started_at=clock.now(), time_zone=time_zone,
-                media_host=media.host_id(),
+                media_host=media_host,
             )
     except IntegrityError:
         existing = active_stream_of(user)
         if existing is None:  # ended between our insert and this read; a retry is the honest answer
             raise StreamError("Your previous stream was just ending. Try again.") from None
         raise AlreadyLive(existing) from None
-    logger.info("stream started: user=%s session=%s denoise=%s", user.username, stream.session_id, denoise)
+    logger.info(
+        "stream started: user=%s session=%s denoise=%s media host=%s", user.username, stream.session_id, denoise,
+        media_host,
+    )
     events.tell_friends(
         friend_ids(user), {"type": events.STATUS_CHANGED, "username": user.username, "is_streaming": True}
     )
@@ -162,9 +200,9 @@ def set_denoise(user: User, on: bool) -> ActiveStream:
         raise NotLive()
     if stream.denoise_enabled == on:
         return stream
-    if on and _denoise_at_capacity(ActiveStream.objects.exclude(pk=stream.pk)):
+    if on and _denoise_at_capacity(ActiveStream.objects.exclude(pk=stream.pk), stream.media_host):
         raise DenoiseSwitchAtCapacity()
-    media.set_denoise(stream.session_id, on)
+    media.set_denoise(stream.session_id, on, host=stream.media_host)
     ActiveStream.objects.filter(pk=stream.pk).update(denoise_enabled=on)
     stream.denoise_enabled = on
     logger.info("denoise switched: user=%s session=%s denoise=%s", user.username, stream.session_id, on)
@@ -181,7 +219,7 @@ def set_muted(user: User, muted: bool) -> ActiveStream:
         raise NotLive()
     if stream.muted == muted:
         return stream
-    media.set_muted(stream.session_id, muted)
+    media.set_muted(stream.session_id, muted, host=stream.media_host)
     ActiveStream.objects.filter(pk=stream.pk).update(muted=muted)
     stream.muted = muted
     logger.info("stream %s: user=%s session=%s", "muted" if muted else "unmuted", user.username, stream.session_id)
@@ -222,7 +260,7 @@ def end_stream(
         stream.delete()
     logger.info("stream ended: user=%s session=%s reason=%s", user.username, stream.session_id, reason)
 
-    finished = media.finish(stream.session_id, owner_id=user.pk)
+    finished = media.finish(stream.session_id, owner_id=user.pk, host=stream.media_host)
     recording = None
     if finished is not None and finished.duration > 0:
         recording = _register_recording(
@@ -424,38 +462,48 @@ def set_listener_count(session_id: uuid.UUID | str, count: int, listener_ids: It
 def publish_offer(user: User, offer_sdp: str) -> tuple[ActiveStream, str]:
     """Connect the broadcaster's microphone to their live stream; returns it and the answer SDP.
 
-    Raises NotLive, or media.MediaError. When the first connection of a denoised stream fails because noise
-    removal is unavailable, the stream is ended at once (no_audio) instead of staying live and silent.
+    The offer is answered by the stream's media host, wherever it arrived. Raises NotLive, or media.MediaError
+    (MediaHostUnavailable when that host is dead: its stream is being ended, and the broadcaster may go live
+    again). When the first connection of a denoised stream fails because noise removal is unavailable, the stream
+    is ended at once (no_audio) instead of staying live and silent.
     """
     stream = active_stream_of(user)
     if stream is None:
         raise NotLive()
     try:
         answer = media.publish(
-            user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled, muted=stream.muted
+            user.pk, stream.session_id, offer_sdp, denoise=stream.denoise_enabled, muted=stream.muted,
+            host=stream.media_host,
         )
     except media.DenoiseUnavailable:
         if stream.audio_started_at is None:
             end_stream(user, reason=EndReason.NO_AUDIO, session_id=stream.session_id)
         raise
-    ActiveStream.objects.filter(pk=stream.pk).update(media_host=media.host_id())
     # A mute while this offer was answered may have found no media yet: the engine follows the stored state.
     muted_now = ActiveStream.objects.filter(pk=stream.pk).values_list("muted", flat=True).first()
     if muted_now is not None and muted_now != stream.muted:
-        media.set_muted(stream.session_id, muted_now)
+        media.set_muted(stream.session_id, muted_now, host=stream.media_host)
     return stream, answer
 
 
 def listen_offer(viewer: User, owner: User, offer_sdp: str) -> tuple[ActiveStream, str]:
     """Connect a listener (already allowed by `can_access`) to `owner`'s stream; returns it and the answer SDP.
-    Access is checked again when the connection attaches, so an unfriending meanwhile never gets audio."""
+    The stream's media host answers, wherever the offer arrived, and checks access again (listener_still_allowed)
+    when the connection attaches, so an unfriending meanwhile never gets audio."""
     stream = active_stream_of(owner)
     if stream is None:
         raise NotLive()
     answer = media.listen(
-        stream.session_id, offer_sdp, listener_user_id=viewer.pk, still_allowed=lambda: can_access(viewer, owner)
+        stream.session_id, offer_sdp, listener_user_id=viewer.pk, owner_id=owner.pk, host=stream.media_host
     )
     return stream, answer
+
+
+def listener_still_allowed(listener_user_id: int, owner_id: int) -> bool:
+    """Whether a listener may still hear the owner's stream (asked by the media host as their audio attaches)."""
+    viewer = User.objects.filter(pk=listener_user_id).first()
+    owner = User.objects.filter(pk=owner_id).first()
+    return viewer is not None and owner is not None and can_access(viewer, owner)
 
 
 # --- what the media adapter reports (streams.signals) ---------------------------------------------------------
@@ -509,7 +557,7 @@ def on_friendship_changed(user_a: User, user_b: User, are_friends: bool, **_: An
                 [viewer.pk], {"type": events.STATUS_CHANGED, "username": owner.username, "is_streaming": are_friends}
             )
             if not are_friends:
-                media.disconnect_listener(stream.session_id, viewer.pk)
+                media.disconnect_listener(stream.session_id, viewer.pk, host=stream.media_host)
         # The viewer's pages add the owner to their friends list, with their live state, or take them off it.
         events.tell_user(
             viewer.pk,
@@ -569,7 +617,7 @@ def _overdue(now: datetime) -> dict[EndReason, Q]:
 
 
 def _held_here() -> QuerySet[ActiveStream]:
-    """The live rows this server process answers for: those whose media it holds (it took them at start), and
+    """The live rows this server process answers for: those whose media it holds (placed on it at start), and
     rows with no host (left by a run before hosts were recorded). Every other process leaves them alone."""
     return ActiveStream.objects.filter(Q(media_host="") | Q(media_host=media.host_id()))
 

@@ -12,10 +12,12 @@ from http.cookies import Morsel
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 
 from audio_engine.client import PacedAudioTrack, connect_listener, connect_publisher, read_audio_file
 from quietcast_cli.api import QuietcastApi
+from tests.audio_checks import level_db, pause_level_db
 from tests.live_server import PASSWORD, fresh_postgres_database, seed_code
 from tests.nginx_proxy import Site, running_site
 
@@ -179,3 +181,34 @@ async def test_a_killed_processs_stream_ends_for_friends_and_is_saved_when_it_co
             assert (await next_of_type(bob_watching, "stream_ended", 2))["reason"] == "stopped"
             await publisher.close()
         assert len((await bob._call("GET", "/api/users/alice/recordings/"))["recordings"]) == 2
+
+
+async def broadcast_to_the_other_process(site: Site, *, denoise: bool) -> np.ndarray:
+    """alice streams the noisy fixture through process A; bob listens through process B from before her first
+    word to the end. Returns what bob heard."""
+    async with site.client(A) as alice_http, site.client(B) as bob_http:
+        alice, bob = await logged_in(alice_http, site, "alice"), await logged_in(bob_http, site, "bob")
+        await alice.start_stream(denoise)
+        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"), autoplay=False)
+        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
+        heard: list[np.ndarray] = []
+        listener, listening = await connect_listener(
+            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
+        )
+        track.play()
+        await asyncio.wait_for(track.finished.wait(), 30)
+        await asyncio.sleep(0.5)  # let the last packets arrive before stopping
+        await alice.stop_stream()
+        await asyncio.wait_for(listening, 5)  # stopping the stream ends bob's track
+        await publisher.close()
+        await listener.close()
+    return np.concatenate(heard)
+
+
+async def test_a_listener_on_the_other_process_hears_the_broadcaster_denoised(site):
+    clean = read_audio_file(FIXTURES / "speech_clean.wav")
+    denoised = await broadcast_to_the_other_process(site, denoise=True)
+    raw = await broadcast_to_the_other_process(site, denoise=False)
+    pause_gain_db = pause_level_db(raw, clean) - pause_level_db(denoised, clean)
+    assert pause_gain_db >= 10, pause_gain_db
+    assert level_db(denoised) > level_db(raw) - 12  # the speech itself still comes through

@@ -32,7 +32,7 @@ def layer(monkeypatch) -> RecordingLayer:
 def switches(monkeypatch) -> list[tuple[str, bool]]:
     """What the media adapter was asked to switch."""
     asked: list[tuple[str, bool]] = []
-    monkeypatch.setattr(media, "set_denoise", lambda session_id, on: asked.append((str(session_id), on)))
+    monkeypatch.setattr(media, "set_denoise", lambda session_id, on, **_: asked.append((str(session_id), on)))
     return asked
 
 
@@ -110,7 +110,7 @@ def test_switching_on_is_refused_when_the_denoise_workers_have_no_headroom(api_c
 
 
 def test_a_stream_the_server_cannot_denoise_is_a_503_and_unchanged(api_client, alice, monkeypatch):
-    def unavailable(session_id, on):
+    def unavailable(session_id, on, **_):
         raise media.DenoiseUnavailable()
 
     monkeypatch.setattr(media, "set_denoise", unavailable)
@@ -123,7 +123,7 @@ def test_a_stream_the_server_cannot_denoise_is_a_503_and_unchanged(api_client, a
 def recordings_finish_with(monkeypatch, *, denoised: float | None) -> None:
     """A minute of recording, of which the media engine says `denoised` seconds were denoised (None: unknown)."""
     finished = media.FinishedRecording(relative_path="1/x.wav", duration=60.0, denoised=denoised)
-    monkeypatch.setattr(media, "finish", lambda session_id, owner_id: finished)
+    monkeypatch.setattr(media, "finish", lambda session_id, owner_id, **_: finished)
 
 
 def test_the_recording_says_how_much_was_denoised(api_client, alice, monkeypatch):

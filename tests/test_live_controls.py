@@ -19,7 +19,7 @@ layer = denoise_tests.layer  # the channel layer, keeping what was sent
 def mutes(monkeypatch) -> list[tuple[str, bool]]:
     """What the media adapter was asked to mute or unmute."""
     asked: list[tuple[str, bool]] = []
-    monkeypatch.setattr(media, "set_muted", lambda session_id, muted: asked.append((str(session_id), muted)))
+    monkeypatch.setattr(media, "set_muted", lambda session_id, muted, **_: asked.append((str(session_id), muted)))
     return asked
 
 

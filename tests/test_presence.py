@@ -141,7 +141,7 @@ async def test_friends_and_owner_hear_when_a_recording_is_saved(channel_layer, c
     from streams import media
 
     monkeypatch.setattr(
-        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=4.0)
+        media, "finish", lambda *_, **__: media.FinishedRecording(relative_path="1/x.wav", duration=4.0)
     )
     sockets = {}
     for role in ("friend", "owner", "stranger"):

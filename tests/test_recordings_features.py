@@ -79,7 +79,7 @@ def test_the_page_sends_its_time_zone_when_going_live_and_the_recording_is_title
     api_client, alice, monkeypatch
 ):
     monkeypatch.setattr(
-        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=60.0)
+        media, "finish", lambda *_, **__: media.FinishedRecording(relative_path="1/x.wav", duration=60.0)
     )
     assert api_client(alice).post("/api/stream/start/", {"time_zone": "Asia/Tokyo"}, format="json").status_code == 201
     ActiveStream.objects.filter(owner=alice).update(started_at=datetime(2026, 11, 24, 11, 0, tzinfo=UTC))
@@ -99,7 +99,7 @@ def test_a_malformed_time_zone_is_a_400_and_nothing_goes_live(api_client, alice,
 @pytest.mark.django_db
 def test_a_time_zone_this_server_does_not_know_still_goes_live_titled_by_time_zone(api_client, alice, monkeypatch):
     monkeypatch.setattr(
-        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=60.0)
+        media, "finish", lambda *_, **__: media.FinishedRecording(relative_path="1/x.wav", duration=60.0)
     )
     assert api_client(alice).post("/api/stream/start/", {"time_zone": "Mars/Olympus"}, format="json").status_code == 201
     ActiveStream.objects.filter(owner=alice).update(started_at=datetime(2026, 11, 24, 11, 0, tzinfo=UTC))
@@ -297,7 +297,7 @@ def test_a_saved_recording_gets_its_waveform(recordings_dir, alice, monkeypatch)
     write_wav(path, 2.0, amplitude=0.8)
     write_wav(path.with_name("quiet.wav"), 2.0, amplitude=0.1)
     joined = media.join(alice.pk, [relative_path, f"{alice.pk}/quiet.wav"])  # loud for 2 s, then quiet for 2 s
-    monkeypatch.setattr(media, "finish", lambda session_id, owner_id: joined)
+    monkeypatch.setattr(media, "finish", lambda session_id, owner_id, **_: joined)
     services.start_stream(alice)
     recording = services.end_stream(alice, reason=EndReason.STOPPED).recording
     assert len(recording.peaks) == media.WAVEFORM_PEAKS

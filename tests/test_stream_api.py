@@ -286,7 +286,7 @@ def test_a_recording_is_titled_by_when_the_stream_started(alice, monkeypatch):
     from streams import media
 
     monkeypatch.setattr(
-        media, "finish", lambda session_id, owner_id: media.FinishedRecording(relative_path="1/x.wav", duration=600.0)
+        media, "finish", lambda *_, **__: media.FinishedRecording(relative_path="1/x.wav", duration=600.0)
     )
     stream = services.start_stream(alice)
     ActiveStream.objects.filter(pk=stream.pk).update(started_at=datetime(2026, 3, 1, 20, 15, tzinfo=UTC))
