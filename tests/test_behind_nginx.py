@@ -20,6 +20,7 @@ from quietcast_cli.api import QuietcastApi
 from tests.audio_checks import level_db, pause_level_db
 from tests.live_server import PASSWORD, fresh_postgres_database, seed_code
 from tests.nginx_proxy import Site, running_site
+from tests.test_media_end_to_end import alice_live_and_bob_listening
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -188,21 +189,14 @@ async def broadcast_to_the_other_process(site: Site, *, denoise: bool) -> np.nda
     word to the end. Returns what bob heard."""
     async with site.client(A) as alice_http, site.client(B) as bob_http:
         alice, bob = await logged_in(alice_http, site, "alice"), await logged_in(bob_http, site, "bob")
-        await alice.start_stream(denoise)
-        track = PacedAudioTrack(read_audio_file(FIXTURES / "speech_noisy.wav"), autoplay=False)
-        publisher = await connect_publisher(track, alice.send_publisher_offer, [])
-        heard: list[np.ndarray] = []
-        listener, listening = await connect_listener(
-            lambda offer: bob.send_listener_offer("alice", offer), lambda samples, _at: heard.append(samples), []
-        )
-        track.play()
-        await asyncio.wait_for(track.finished.wait(), 30)
+        live = await alice_live_and_bob_listening(alice, bob, denoise=denoise, autoplay=False)
+        live.track.play()
+        await asyncio.wait_for(live.track.finished.wait(), 30)
         await asyncio.sleep(0.5)  # let the last packets arrive before stopping
         await alice.stop_stream()
-        await asyncio.wait_for(listening, 5)  # stopping the stream ends bob's track
-        await publisher.close()
-        await listener.close()
-    return np.concatenate(heard)
+        await asyncio.wait_for(live.listening, 5)  # stopping the stream ends bob's track
+        await live.close()
+    return np.concatenate(live.heard)
 
 
 async def test_a_listener_on_the_other_process_hears_the_broadcaster_denoised(site):
