@@ -9,6 +9,9 @@ The engine lives on the server's event loop. Synchronous Django code (views, ser
 blocking functions here, which run the coroutine on that loop with `async_to_sync`, and gets domain errors
 (`MediaError`) back. What the engine reports goes upward as Django signals (streams.signals), sent in order from
 a database thread; this module never calls the layers above it.
+
+Every operation on a live stream names the stream's media host: one held by another server process runs there,
+forwarded over the channel layer (streams.media_forwarding), and its answer or error comes back as if it ran here.
 """
 
 import asyncio
@@ -358,15 +361,16 @@ def finish(session_id: uuid.UUID | str, *, owner_id: int, host: str = "") -> Fin
     left on disk for the session is repaired instead; so it is here when the host is dead (RECORDINGS_DIR is shared
     by a site's processes). A host that does not answer keeps the file: it is registered when that host restarts.
     """
-    if not _held_here(host) and hosts.is_alive(host, host_id()):
-        try:
-            finished = _on_host(host, "finish", session_id=str(session_id), owner_id=owner_id)
-        except MediaHostUnavailable:
-            logger.error("media host %s did not finish session %s; its recording waits for its restart", host,
-                         session_id)
-            return None
-        return None if finished is None else FinishedRecording(**finished)
-    return _finish_here(str(session_id), owner_id)
+    if _held_here(host) or not hosts.is_alive(host, host_id()):
+        return _finish_here(str(session_id), owner_id)
+    try:
+        finished = media_forwarding.request(
+            host, "finish", {"session_id": str(session_id), "owner_id": owner_id}, _FORWARDED_ERRORS
+        )
+    except media_forwarding.HostUnreachable as error:
+        logger.error("%s; the recording of %s waits for that host's restart", error, session_id)
+        return None
+    return None if finished is None else FinishedRecording(**finished)
 
 
 def _finish_here(session_id: str, owner_id: int) -> FinishedRecording | None:
@@ -429,9 +433,13 @@ def _publish_here(owner_id: int, session_id: str, offer_sdp: str, denoise: bool,
 PUBLISHER_WAIT_S = 5.0
 
 
+def _nobody_admitted(listener_user_id: int, owner_id: int) -> bool:
+    return False
+
+
 # Whether a listener (user id) may still hear an owner's (user id) stream; run in a database thread. Set from above
 # (admit_listeners_by); until then nobody is admitted.
-_listener_admission: Callable[[int, int], bool] = lambda listener_user_id, owner_id: False  # noqa: E731
+_listener_admission: Callable[[int, int], bool] = _nobody_admitted
 
 
 def admit_listeners_by(check: Callable[[int, int], bool]) -> None:

@@ -62,6 +62,15 @@ def server_environment(workdir: Path, **overrides: str) -> dict[str, str]:
     }
 
 
+def redis_test_database(number: int) -> str:
+    """The URL of database `number` in the redis-server `make test` starts (REDIS_TEST_URL): a test's own, so no
+    heartbeat or message of another test is read there. Skips the test when there is none."""
+    redis_url = os.environ.get("REDIS_TEST_URL")
+    if not redis_url:
+        pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
+    return f"{redis_url.rsplit('/', 1)[0]}/{number}"
+
+
 def fresh_postgres_database(name: str) -> str:
     """A new, empty PostgreSQL database in the cluster `make test` starts (POSTGRES_TEST_URL); returns its URL.
     Skips the test when there is none (running pytest by hand without PostgreSQL)."""

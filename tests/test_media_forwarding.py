@@ -2,14 +2,15 @@
 come back as they were; a dead host or one that does not answer is a MediaHostUnavailable, never a wait."""
 
 import asyncio
-import os
 import time
 import uuid
 
 import pytest
 from channels.layers import channel_layers, get_channel_layer
 
-from streams import hosts, media, media_forwarding
+from streams import hosts, media, media_forwarding, services
+from streams.models import ActiveStream
+from tests.live_server import redis_test_database
 
 pytestmark = pytest.mark.redis
 
@@ -18,10 +19,7 @@ TIMEOUT_S = 0.5
 
 @pytest.fixture
 def redis_layer(settings):
-    redis_url = os.environ.get("REDIS_TEST_URL")
-    if not redis_url:
-        pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
-    settings.REDIS_URL = redis_url.rsplit("/", 1)[0] + "/6"
+    settings.REDIS_URL = redis_test_database(6)
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [settings.REDIS_URL]}}
     }
@@ -113,3 +111,21 @@ async def test_a_request_that_waited_past_its_deadline_is_dropped_unanswered(red
         assert ran == ["new"]  # the host was taking requests all along
     finally:
         serving.cancel()
+
+
+# --- through the API: a stream whose media host is gone ------------------------------------------------------------
+
+OFFER = {"sdp": "v=0\r\n", "type": "offer"}
+
+
+@pytest.mark.django_db
+def test_offers_for_a_stream_on_a_dead_host_are_a_503_and_its_stop_still_ends_it(redis_layer, api_client, alice, bob):
+    stream = services.start_stream(alice, denoise=False)
+    ActiveStream.objects.filter(pk=stream.pk).update(media_host=unique_host("dead"))
+    for who, url in ((alice, "/api/stream/offer/"), (bob, "/api/stream/listener/alice/offer/")):
+        response = api_client(who).post(url, OFFER, format="json")
+        assert response.status_code == 503
+        assert "not answering" in response.json()["error"]
+    assert api_client(alice).post("/api/stream/mute/", {"muted": True}, format="json").status_code == 503
+    assert api_client(alice).post("/api/stream/stop/", {}, format="json").status_code == 200
+    assert not ActiveStream.objects.filter(owner=alice).exists()

@@ -23,6 +23,7 @@ from tests.live_server import (
     PASSWORD,
     fresh_postgres_database,
     prepare_database,
+    redis_test_database,
     running_daphne,
     seed_code,
     server_environment,
@@ -37,11 +38,7 @@ FORWARD_TIMEOUT_S = 2.0
 
 @pytest.fixture(scope="module")
 def two_servers(tmp_path_factory):
-    redis_url = os.environ.get("REDIS_TEST_URL")
-    if not redis_url:
-        pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
-    # A database of its own in that redis-server: no heartbeat of another test's servers is read as a live host.
-    redis_url = redis_url.rsplit("/", 1)[0] + "/5"
+    redis_url = redis_test_database(5)  # no heartbeat of another test's servers is read as a live host
     workdir = tmp_path_factory.mktemp("two-media-hosts")
     env = server_environment(
         workdir,

@@ -1,7 +1,6 @@
 """Where a new denoised stream's media goes: the rule on plain loads, and start_stream reading the real registry
 (redis-server, REDIS_TEST_URL) with a clock moved by hand."""
 
-import os
 import uuid
 
 import pytest
@@ -10,6 +9,7 @@ from streams import hosts, media, placement, services
 from streams.events import EndReason
 from streams.models import ActiveStream
 from streams.placement import HostLoad, choose_host
+from tests.live_server import redis_test_database
 
 HERE = "here:8000"
 
@@ -49,10 +49,7 @@ DEAD = 10
 @pytest.fixture
 def site(settings):
     """This process, `here`, full at one denoised stream; another live host can be announced in Redis."""
-    redis_url = os.environ.get("REDIS_TEST_URL")
-    if not redis_url:
-        pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
-    settings.REDIS_URL = redis_url.rsplit("/", 1)[0] + "/4"
+    settings.REDIS_URL = redis_test_database(4)
     settings.MEDIA_HOST_DEAD_SECONDS = DEAD
     settings.MAX_DENOISED_STREAMS = 1
     settings.MEDIA_HOST_ID = f"here-{uuid.uuid4().hex}:8000"
