@@ -38,3 +38,11 @@ def ice_servers(text: str, name: str = "ICE_SERVERS") -> list[dict[str, Any]]:
             if key in server and not isinstance(server[key], str):
                 raise ImproperlyConfigured(f'{where}: "{key}" must be a string')
     return servers
+
+
+def redis_channel_layer(url: str) -> dict[str, Any]:
+    """The channel layer over the Redis at `url`. Its receive is a blocking pop that Redis answers after 5 s of
+    quiet; redis-py 8 gives up reading after 5 s by default, which would close every WebSocket quiet that long
+    (1011). Reads wait well past the pop (a Redis gone silent is still noticed); connecting gives up after 5 s."""
+    host = {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5}
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}

@@ -156,14 +156,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # In-memory channel layer (one process) by default; Redis when REDIS_URL is set, which several processes need.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    # Receiving waits in a blocking pop of up to 5 s: the socket must wait longer than that (redis-py's own default
-    # read timeout is also 5 s, so an idle receiver would otherwise fail now and then).
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": setting_values.redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run the whole Quietcast test suite on a fresh machine.
 #
-# Installs what is missing (the virtualenv; redis-server, PostgreSQL, Chromium, Firefox ESR, PulseAudio and coturn
-# from Debian's packages when running as root), starts a throwaway redis-server and PostgreSQL cluster on free
+# Installs what is missing (the virtualenv; redis-server, PostgreSQL, Chromium, Firefox ESR, PulseAudio, coturn
+# and nginx from Debian's packages when running as root), starts a throwaway redis-server and PostgreSQL cluster on free
 # loopback ports, then runs:
 #   1. ruff and mypy over the code,
 #   2. the full pytest suite (SQLite, in-memory and Redis channel layers, real aiortc peers, real Chromium and
 #      Firefox; the Firefox tests start their own PulseAudio server, as headless Firefox plays audio only through one;
-#      the TURN tests start their own coturn),
+#      the TURN tests start their own coturn, the multi-process tests their own nginx in front of two servers),
 #   3. the API suite once more against PostgreSQL.
 # Anything it cannot set up is said plainly and fails the run: a skipped integration test proves nothing.
 set -euo pipefail
@@ -26,6 +26,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_packages+=(postgr
 [ -x /usr/bin/firefox-esr ] || missing_packages+=(firefox-esr)
 command -v pulseaudio >/dev/null || missing_packages+=(pulseaudio)
 command -v turnserver >/dev/null || missing_packages+=(coturn)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing_packages+=(nginx)
 if [ ${#missing_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         say "Installing ${missing_packages[*]} from Debian's packages"

@@ -43,11 +43,8 @@ def announce(host_id: str, denoise_headroom: int | None) -> None:
         client.set(_KEY_PREFIX + host_id, beat, ex=max(1, int(settings.MEDIA_HOST_DEAD_SECONDS * 2)))
 
 
-def live_hosts(this_host_id: str) -> list[MediaHost]:
-    """Blocking: the hosts heard from within MEDIA_HOST_DEAD_SECONDS (without Redis: just this one)."""
-    now = clock.now()
-    if not settings.REDIS_URL:
-        return [MediaHost(this_host_id, now, None)]
+def _last_beats() -> list[MediaHost]:
+    """Blocking: every host whose last heartbeat Redis still keeps, alive or not."""
     with _client() as client:
         keys = list(client.scan_iter(match=_KEY_PREFIX + "*"))
         beats = client.mget(keys) if keys else []
@@ -56,11 +53,28 @@ def live_hosts(this_host_id: str) -> list[MediaHost]:
         if raw is None:
             continue
         beat = json.loads(raw)
-        host = MediaHost(key.decode().removeprefix(_KEY_PREFIX), datetime.fromisoformat(beat["seen_at"]),
-                         beat["denoise_headroom"])
-        if now - host.seen_at <= _dead_bound():
-            hosts.append(host)
+        hosts.append(MediaHost(key.decode().removeprefix(_KEY_PREFIX), datetime.fromisoformat(beat["seen_at"]),
+                               beat["denoise_headroom"]))
     return sorted(hosts, key=lambda host: host.host_id)
+
+
+def live_hosts(this_host_id: str) -> list[MediaHost]:
+    """Blocking: the hosts heard from within MEDIA_HOST_DEAD_SECONDS (without Redis: just this one)."""
+    now = clock.now()
+    if not settings.REDIS_URL:
+        return [MediaHost(this_host_id, now, None)]
+    return [host for host in _last_beats() if now - host.seen_at <= _dead_bound()]
+
+
+def known_dead(host_ids: set[str], this_host_id: str) -> set[str]:
+    """Blocking: which of `host_ids` are known to be gone. With Redis, those whose kept heartbeat is past the
+    bound; a host not heard from at all may be one just starting, so it is not listed. Without Redis there is one
+    process, so every other id is one an earlier run of it had (before its PORT or MEDIA_HOST_ID changed)."""
+    if not settings.REDIS_URL:
+        return host_ids - {this_host_id}
+    now = clock.now()
+    stale = {host.host_id for host in _last_beats() if now - host.seen_at > _dead_bound()}
+    return (host_ids & stale) - {this_host_id}
 
 
 def is_alive(host_id: str, this_host_id: str) -> bool:

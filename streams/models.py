@@ -49,6 +49,9 @@ class PresenceConnection(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     channel_name = models.CharField(max_length=200, unique=True)
     connected_at = models.DateTimeField(auto_now_add=True)
+    # The server process whose socket this is (streams.media.host_id(); empty: a run before hosts were recorded).
+    # A restarting process forgets only its own sockets; those of a dead host are forgotten by a survivor.
+    host = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.user} on {self.channel_name}"

@@ -586,7 +586,9 @@ def may_open_presence_socket(user: User) -> bool:
 
 
 def presence_connected(user: User, channel_name: str) -> None:
-    PresenceConnection.objects.get_or_create(channel_name=channel_name, defaults={"user": user})
+    PresenceConnection.objects.get_or_create(
+        channel_name=channel_name, defaults={"user": user, "host": media.host_id()}
+    )
     ActiveStream.objects.filter(owner=user, presence_lost_at__isnull=False).update(
         presence_lost_at=None, presence_left_page=False
     )
@@ -639,9 +641,13 @@ def end_streams_of_dead_hosts() -> list[EndedStream]:
     """End the streams whose media host has not been heard from within MEDIA_HOST_DEAD_SECONDS: its media is
     gone, so friends are told and the broadcaster may go live again. The host registers the partial recording
     when it comes back (recover_after_restart). Each is ended only while still held by that host, so two
-    surviving processes doing this at once end it once."""
+    surviving processes doing this at once end it once. The presence sockets a dead host held went with it too:
+    they are forgotten, so that a broadcaster whose page reconnected elsewhere is away once that page closes."""
     ended = []
     here = media.host_id()
+    with_sockets = PresenceConnection.objects.exclude(host__in=["", here]).values_list("host", flat=True).distinct()
+    for host_id in hosts.known_dead(set(with_sockets), this_host_id=here):
+        _forget_presence_sockets(PresenceConnection.objects.filter(host=host_id))
     others = ActiveStream.objects.exclude(media_host__in=["", here]).values_list("media_host", flat=True)
     for host_id in sorted(set(others)):
         if hosts.is_alive(host_id, this_host_id=here):
@@ -654,11 +660,23 @@ def end_streams_of_dead_hosts() -> list[EndedStream]:
     return ended
 
 
+def _forget_presence_sockets(sockets: QuerySet[PresenceConnection]) -> None:
+    """Forget sockets that went with their server process. A live broadcaster with none left anywhere is away
+    from now on, as if they had closed: their pages reconnect (to any process) within the grace period."""
+    owners = set(sockets.values_list("user_id", flat=True))
+    sockets.delete()
+    still_connected = set(PresenceConnection.objects.filter(user_id__in=owners).values_list("user_id", flat=True))
+    ActiveStream.objects.filter(owner_id__in=owners - still_connected, presence_lost_at__isnull=True).update(
+        presence_lost_at=clock.now(), presence_left_page=False
+    )
+
+
 def recover_after_restart() -> list[EndedStream]:
     """On server start: streams this host left live in a crashed or killed run are ended like any other, their
     partial recordings repaired and saved; then recordings orphaned without a stream row are registered too.
-    Streams other server processes hold are theirs: they keep going."""
-    PresenceConnection.objects.all().delete()
+    Streams other server processes hold are theirs: they keep going, and so do the presence sockets they hold
+    and the partial recordings they are writing (RECORDINGS_DIR may be shared by all processes of a site)."""
+    _forget_presence_sockets(PresenceConnection.objects.filter(Q(host="") | Q(host=media.host_id())))
     left_live = _held_here().values_list("session_id", flat=True)
     ended = [
         stream
@@ -673,6 +691,8 @@ def recover_after_restart() -> list[EndedStream]:
             continue
         if StreamRecording.objects.filter(session_id=orphan.session_id).exists():
             continue
+        if ActiveStream.objects.filter(session_id=orphan.session_id).exists():
+            continue  # still being written by the process that holds the stream
         finished = media.repair(orphan)
         if finished is not None and finished.duration > 0:
             _register_recording(owner, orphan.session_id, finished, denoise=True, started_at=None)

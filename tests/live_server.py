@@ -128,10 +128,13 @@ def running_daphne(env: dict[str, str], log: Path, port: int | None = None) -> I
 
 
 @contextmanager
-def running_like_make_run(env: dict[str, str], log: Path, url_host: str = "127.0.0.1") -> Iterator[DaphneServer]:
-    """The server as `make run` starts it (`python -m quietcast.serve`, which reads HTTPS, TLS_CERT, …), on a free
-    loopback port. Its URL names `url_host` (a name the browser maps to loopback) and the scheme the settings ask."""
-    port = free_port()
+def running_like_make_run(
+    env: dict[str, str], log: Path, url_host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[DaphneServer]:
+    """The server as `make run` starts it (`python -m quietcast.serve`, which reads HTTPS, TLS_CERT, …), on `port`
+    (default: a free loopback port). Its URL names `url_host` (a name the browser maps to loopback) and the scheme
+    the settings ask."""
+    port = port or free_port()
     scheme = "https" if env.get("HTTPS", "").lower() in ("true", "1", "yes", "on") else "http"
     env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
     with _running(["-m", "quietcast.serve"], env, log, port, url=f"{scheme}://{url_host}:{port}") as server:
@@ -152,8 +155,13 @@ def _running(arguments: list[str], env: dict[str, str], log: Path, port: int, ur
         _wait_for_port(port, server, log)
         yield DaphneServer(url=url, process=server)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 10 s later (nothing when it is gone already)."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()

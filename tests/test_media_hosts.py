@@ -8,7 +8,7 @@ import pytest
 
 from streams import hosts, media, services, signals
 from streams.events import EndReason
-from streams.models import ActiveStream, StreamRecording
+from streams.models import ActiveStream, PresenceConnection, StreamRecording
 
 DEAD = 10
 
@@ -113,3 +113,77 @@ def test_a_survivor_ends_a_dead_hosts_streams_within_the_bound_and_the_dead_host
     assert recording.owner_id == alice.pk and recording.duration == pytest.approx(2.0)
     assert ActiveStream.objects.filter(owner=alice, session_id=again.session_id).exists()  # not the restarted host's
     assert ActiveStream.objects.filter(pk=kept.pk).exists()
+
+
+# --- a restarting host leaves what other hosts hold alone ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_restarting_host_forgets_only_its_own_presence_sockets(settings, alice, bob, carol, ended):
+    settings.MEDIA_HOST_ID = "host-a:8000"
+    services.presence_connected(alice, "alice-on-a")
+    services.presence_connected(carol, "carol-on-a")
+    settings.MEDIA_HOST_ID = "host-b:8000"
+    services.presence_connected(bob, "bob-on-b")
+    services.presence_connected(carol, "carol-on-b")
+    alice_on_b = hold(alice, "host-b:8000", settings)  # her page's socket is on A, her media on B
+
+    settings.MEDIA_HOST_ID = "host-a:8000"
+    assert services.recover_after_restart() == []
+    assert set(PresenceConnection.objects.values_list("channel_name", flat=True)) == {"bob-on-b", "carol-on-b"}
+    # A's sockets went with it: alice, live on B with none left, is away (her page reconnects within the grace).
+    assert ActiveStream.objects.get(pk=alice_on_b.pk).presence_lost_at is not None
+    assert ended == []
+
+
+@pytest.mark.django_db
+def test_a_restarting_host_leaves_the_partial_recording_another_host_is_writing(settings, tmp_path, alice, bob):
+    settings.RECORDINGS_DIR = tmp_path / "shared-recordings"  # one directory for every process of the site
+    live_on_b = hold(bob, "host-b:8000", settings)
+    write_partial_recording(live_on_b, seconds=1.0)
+    left_by_a = hold(alice, "host-a:8000", settings)
+    write_partial_recording(left_by_a, seconds=1.0)
+
+    settings.MEDIA_HOST_ID = "host-a:8000"
+    services.recover_after_restart()
+    assert StreamRecording.objects.filter(session_id=left_by_a.session_id).exists()
+    assert not StreamRecording.objects.filter(session_id=live_on_b.session_id).exists()
+    assert media.partial_path(bob.pk, live_on_b.session_id).exists()
+    assert ActiveStream.objects.filter(pk=live_on_b.pk).exists()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_survivor_forgets_a_dead_hosts_presence_sockets_but_not_those_of_a_host_just_starting(
+    redis_registry, settings, lifecycle_clock, alice, bob
+):
+    prefix = f"test-{uuid.uuid4().hex}-"
+    dying, surviving, starting = prefix + "a:8000", prefix + "b:8000", prefix + "c:8000"
+    hosts.announce(dying, denoise_headroom=1)
+    hosts.announce(surviving, denoise_headroom=1)
+    settings.MEDIA_HOST_ID = dying
+    services.presence_connected(alice, "alice-on-a")
+    settings.MEDIA_HOST_ID = starting  # its first socket, before its first heartbeat
+    services.presence_connected(bob, "bob-on-c")
+    alice_on_b = hold(alice, surviving, settings)
+
+    lifecycle_clock.advance(DEAD - 1)
+    hosts.announce(surviving, denoise_headroom=1)
+    services.end_streams_of_dead_hosts()
+    assert PresenceConnection.objects.count() == 2  # within the bound: A may only be slow
+    lifecycle_clock.advance(2)
+    hosts.announce(surviving, denoise_headroom=1)
+    services.end_streams_of_dead_hosts()
+    assert list(PresenceConnection.objects.values_list("channel_name", flat=True)) == ["bob-on-c"]
+    assert ActiveStream.objects.get(pk=alice_on_b.pk).presence_lost_at is not None  # away: no page of hers is open
+
+
+@pytest.mark.django_db
+def test_without_redis_the_sockets_left_under_an_earlier_id_of_the_one_process_are_forgotten(settings, alice):
+    settings.REDIS_URL = ""
+    settings.MEDIA_HOST_ID = "here:8000"
+    services.presence_connected(alice, "from-the-run-on-8000")
+    settings.MEDIA_HOST_ID = "here:8080"  # restarted on another port
+    services.presence_connected(alice, "this-run")
+    services.end_streams_of_dead_hosts()
+    assert list(PresenceConnection.objects.values_list("channel_name", flat=True)) == ["this-run"]

@@ -8,7 +8,9 @@ import time
 
 import aiohttp
 import pytest
+from channels_redis.core import RedisChannelLayer
 
+from quietcast import setting_values
 from tests.live_server import (
     PASSWORD,
     fresh_postgres_database,
@@ -66,3 +68,21 @@ async def test_a_start_on_one_process_reaches_a_friend_on_the_other(two_servers)
             assert (await next_json(bob_socket, 1))["is_streaming"] is False
             with pytest.raises(asyncio.TimeoutError):
                 await carol_socket.receive(timeout=0.5)
+
+
+async def test_a_socket_quiet_for_longer_than_one_blocking_pop_keeps_waiting():
+    """The Redis layer's receive outlasts Redis's 5 s blocking pop: a quiet socket is not closed, it gets what comes."""
+    redis_url = os.environ.get("REDIS_TEST_URL")
+    if not redis_url:
+        pytest.skip("REDIS_TEST_URL is not set: run the suite with `make test`, which starts redis-server")
+    layer = RedisChannelLayer(**setting_values.redis_channel_layer(redis_url)["CONFIG"])
+    channel = await layer.new_channel()
+
+    async def send_later() -> None:
+        await asyncio.sleep(7)
+        await layer.send(channel, {"type": "presence.status_changed"})
+
+    sending = asyncio.create_task(send_later())
+    assert (await asyncio.wait_for(layer.receive(channel), 15)) == {"type": "presence.status_changed"}
+    await sending
+    await layer.flush()
