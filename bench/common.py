@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,22 @@ from audio_engine.client import PacedAudioTrack, connect_listener, connect_publi
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures"
+
+
+@contextmanager
+def throwaway_redis_server(port: int) -> Iterator[str]:
+    """A redis-server on loopback `port`, nothing kept on disk, for benchmarks of several server processes;
+    yields its URL without a database number (append "/0", "/1", ...)."""
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # it listens within milliseconds; the servers retry anyway
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        redis.terminate()
+        redis.wait()
 
 
 def fixture(name: str) -> np.ndarray:

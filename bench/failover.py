@@ -15,13 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from audio_engine.client import PacedAudioTrack, connect_publisher
-from bench.common import fixture
+from bench.common import fixture, throwaway_redis_server
 from quietcast_cli.api import QuietcastApi
 from tests.live_server import PASSWORD, free_port, seed_code
 from tests.nginx_proxy import Site, running_site
@@ -70,25 +69,18 @@ async def rounds(site: Site, count: int) -> list[float]:
 
 def main() -> None:
     port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
     results = []
-    try:
-        time.sleep(0.5)
+    with throwaway_redis_server(port) as redis_url:
         with tempfile.TemporaryDirectory() as tmp:
             for database, (label, heartbeat, dead, sweep, count) in enumerate(CONFIGURATIONS):
                 workdir = Path(tmp) / label.split()[0]
                 with running_site(
                     workdir, processes=2, seed=SEED, database_url=f"sqlite:///{workdir / 'db.sqlite3'}",
-                    redis_url=f"redis://127.0.0.1:{port}/{database}", DENOISE_WORKERS="1",
+                    redis_url=f"{redis_url}/{database}", DENOISE_WORKERS="1",
                     MEDIA_HOST_HEARTBEAT_SECONDS=str(heartbeat), MEDIA_HOST_DEAD_SECONDS=str(dead),
                     STREAM_DEADLINE_CHECK_SECONDS=str(sweep),
                 ) as site:
                     results.append((label, heartbeat, dead, sweep, asyncio.run(rounds(site, count))))
-    finally:
-        redis.terminate()
     print("SIGKILL of the process holding a stream -> the friend's stream_ended (server_lost), through nginx\n")
     print("| settings | heartbeat s | dead after s | sweep s | bound s | rounds | median s | max s |")
     print("|---|---|---|---|---|---|---|---|")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -24,7 +23,7 @@ import numpy as np
 from aiortc import RTCPeerConnection
 
 from audio_engine.client import PacedAudioTrack, connect_publisher
-from bench.common import fixture, percentile
+from bench.common import fixture, percentile, throwaway_redis_server
 from quietcast_cli.api import QuietcastApi
 from tests.live_server import PASSWORD, free_port, prepare_database, running_daphne, seed_code, server_environment
 
@@ -68,13 +67,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         workdir = Path(tmp)
         port = free_port()
-        redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        stack.callback(redis.terminate)
+        redis_url = stack.enter_context(throwaway_redis_server(port))
         env = server_environment(
-            workdir, REDIS_URL=f"redis://127.0.0.1:{port}/0", DENOISE_WORKERS="1", MAX_LISTENER_CONNECTIONS_PER_USER="0"
+            workdir, REDIS_URL=f"{redis_url}/0", DENOISE_WORKERS="1", MAX_LISTENER_CONNECTIONS_PER_USER="0"
         )
         prepare_database(env, SEED)
         server_a = stack.enter_context(running_daphne(env, workdir / "a.log"))
