@@ -18,6 +18,8 @@ STREAMS_LAYERS = {
     "streams.models": 0,
     "streams.signals": 0,
     "streams.hosts": 0,  # the media host registry, beside the adapter (it reads only the clock)
+    "streams.media_forwarding": 0,  # carries the adapter's operations to another host over the channel layer
+    "streams.placement": 0,  # the pure rule choosing a new stream's host, for services
     "streams.media": 1,
     "streams.recordings": 2,
     "streams.services": 2,
