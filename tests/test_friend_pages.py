@@ -1,4 +1,10 @@
+import re
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
+
+from streams.models import ActiveStream
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +106,12 @@ def test_my_page(browser_client, alice):
 
 def test_unknown_user_page_is_a_404(browser_client, alice):
     assert browser_client(alice).get("/user/nobody/").status_code == 404
+
+
+def test_a_live_page_shows_how_long_the_stream_has_been_live_before_any_script_runs(browser_client, cast):
+    ActiveStream.objects.create(owner=cast["owner"], started_at=timezone.now() - timedelta(seconds=75))
+    for viewer in (cast["owner"], cast["friend"]):
+        page = browser_client(viewer).get("/user/alice/").content.decode()
+        assert re.search(r"data-stream-timer>01:1[5-9]<", page)
+    ActiveStream.objects.all().delete()
+    assert "data-stream-timer>00:00<" in browser_client(cast["friend"]).get("/user/alice/").content.decode()

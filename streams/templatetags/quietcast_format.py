@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 from django import template
+from django.utils import timezone
 
 register = template.Library()
 
@@ -16,6 +17,15 @@ def duration(seconds: float | None) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes:02}:{secs:02}"
+
+
+@register.filter
+def seconds_ago(moment: datetime | None) -> float | None:
+    """Seconds from `moment` to now by the server's clock (the instant `{% now %}` writes), e.g. how long a stream
+    has been live, so a page shows its timer right before its script takes over."""
+    if moment is None:
+        return None
+    return max(0.0, (timezone.now() - moment).total_seconds())
 
 
 @register.filter

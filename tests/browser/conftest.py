@@ -43,13 +43,14 @@ def _seconds_of_audio(path: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def quietcast_server(tmp_path_factory) -> Iterator[QuietcastServer]:
+def quietcast_server(request, tmp_path_factory) -> Iterator[QuietcastServer]:
+    """The server a module's pages talk to, on its defaults except the module's SERVER_SETTINGS (names → values)."""
     workdir = tmp_path_factory.mktemp("live-server")
     recordings_dir = workdir / "recordings"  # where server_environment() points RECORDINGS_DIR
     (recordings_dir / "seed").mkdir(parents=True)
     for name in ("morning.wav", "note.wav"):
         (recordings_dir / "seed" / name).write_bytes(FAKE_MICROPHONE.read_bytes())
-    env = server_environment(workdir)
+    env = server_environment(workdir, **getattr(request.module, "SERVER_SETTINGS", {}))
     prepare_database(env, CAST + SEED_RECORDINGS.format(duration=_seconds_of_audio(FAKE_MICROPHONE)))
     with running_daphne(env, workdir / "daphne.log") as server:
         yield QuietcastServer(url=server.url, recordings_dir=recordings_dir)

@@ -25,6 +25,9 @@ from tests.live_server import PASSWORD
 pytestmark = [pytest.mark.browser, pytest.mark.firefox]
 
 LEAVE_GRACE_S = 3.0  # the server's STREAM_LEAVE_GRACE_SECONDS default
+# A dropped connection gets far longer than its 8 s default here, so that a closed tab ending its stream, however
+# slowly a busy machine lets Firefox close it, cannot be mistaken for one that merely lost its connection.
+SERVER_SETTINGS = {"STREAM_RECONNECT_GRACE_SECONDS": "30"}
 STREAM_STATUS = "async (username) => (await fetch(`/api/stream/status/${username}/`)).json()"
 # RTP packets keep arriving (a second's worth after the first ones), whatever they decode to.
 PACKETS_KEEP_ARRIVING = """async () => {
@@ -133,8 +136,16 @@ def chromium_listens(bob: Page) -> None:
     expect(bob.get_by_role("button", name="Stop Listening")).to_be_visible()
 
 
-def broadcast_is_healthy(alice: FirefoxPage) -> bool:
-    return alice.evaluate("() => document.querySelector('[data-stream-error]').hidden")
+# What the broadcaster's page says while a busy server sends friends the stream without noise removal.
+DENOISE_PAUSED = "Denoising paused: the server is busy. Friends hear you without noise removal until it has room again."
+
+
+def broadcast_error(alice: FirefoxPage) -> str:
+    """The error the broadcaster's page shows; empty when it shows none."""
+    return alice.evaluate(
+        "() => { const error = document.querySelector('[data-stream-error]');"
+        " return error.hidden ? '' : error.textContent; }"
+    )
 
 
 def test_a_firefox_broadcast_is_heard_by_a_chromium_and_a_firefox_friend_and_saved(firefox_log_in, log_in):
@@ -150,7 +161,7 @@ def test_a_firefox_broadcast_is_heard_by_a_chromium_and_a_firefox_friend_and_sav
     wait_until_output_level(bob_in_chromium.evaluate)
     wait_until_audio_arrives(bob_in_firefox.evaluate)
     wait_until_output_level(bob_in_firefox.evaluate)
-    assert broadcast_is_healthy(alice)
+    assert broadcast_error(alice) == ""
     # Firefox was asked for more than its usual voice rate, and sends it.
     assert alice.evaluate(OUTBOUND_OPUS_RATE)["sent"] > 0.75 * ASKED_OPUS_BITRATE
 
@@ -173,7 +184,9 @@ def test_a_denoised_firefox_broadcast_reaches_its_friend(firefox_log_in, log_in)
     chromium_listens(bob)
     # The tone is (rightly) taken out as noise, so only the packets are checked here.
     wait_until(bob.evaluate, PACKETS_KEEP_ARRIVING, what="RTP packets of the denoised stream")
-    assert broadcast_is_healthy(alice)
+    # A machine this busy (two browsers beside the server) may rightly pause denoising for a while: the page says
+    # so and friends go on hearing the stream. Any other error is a fault of the broadcast.
+    assert broadcast_error(alice) in ("", DENOISE_PAUSED)
     recordings_before = alice.evaluate("() => document.querySelectorAll('.recording').length")
     firefox_stops(alice)
     alice.wait_for(
@@ -204,13 +217,13 @@ def test_a_chromium_broadcast_is_heard_by_a_firefox_friend(firefox_log_in, log_i
 def test_closing_the_firefox_tab_while_live_ends_the_stream(firefox_log_in):
     bob = firefox_log_in("bob")
     # The page sends nothing as it goes (it cannot tell closing from reloading): its presence socket closes as
-    # "going away" and the server ends the stream after the short leave grace, well before the 8 s a dropped
-    # network gets. Twice, as Firefox stops a closing tab's scripts at unpredictable points.
+    # "going away" and the server ends the stream after the short leave grace, well before the 30 s a dropped
+    # network gets here. Twice, as Firefox stops a closing tab's scripts at unpredictable points.
     for _ in range(2):
         alice = firefox_log_in("alice")
         firefox_goes_live(alice, denoise=False)
         assert bob.evaluate(STREAM_STATUS, "alice")["is_streaming"] is True
         alice.close()
         bob.wait_for(
-            f"async () => !(await ({STREAM_STATUS})('alice')).is_streaming", timeout_s=LEAVE_GRACE_S + 2.5
+            f"async () => !(await ({STREAM_STATUS})('alice')).is_streaming", timeout_s=LEAVE_GRACE_S + 10
         )
