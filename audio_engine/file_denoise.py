@@ -13,8 +13,9 @@ it is, and writes a 48 kHz mono 16-bit WAV.
     job.finished.wait(timeout)    # job.state "done" (job.output_path) or "failed" (job.error)
     denoiser.job(job.id)          # None once expired (job_ttl_s after it finished; its files go too)
 
-`on_finished(job)` (optional) is called on the denoiser's reader thread when a job is done, before
-`job.finished` is set, so that whatever it records is there for whoever waits. Jobs live in this process only.
+`on_finished(job)` (optional) is called on the denoiser's reader thread when a job's output is written, before
+the job says it is done and before `job.finished` is set, so that whatever it records is there for whoever polls
+or waits. Jobs live in this process only.
 
 Worker protocol: one JSON object per line. Requests on stdin: {"job", "input", "output", "denoise",
 "max_seconds"}. Replies on a private copy of stdout: {"event": "ready"} or {"event": "ready", "error"} once,
@@ -346,8 +347,9 @@ class FileDenoiser:
             job.duration_s = float(message["seconds"])
             job.denoised_s = float(message["denoised_seconds"])
             job.progress = 1.0
-            job.state = "done"
             job.input_path.unlink(missing_ok=True)
+            # Not "done" before on_finished has recorded what it records: whoever polls the job and sees it done
+            # must find that (e.g. the kept recording) already there.
             if self._on_finished is not None:
                 try:
                     self._on_finished(job)
@@ -358,6 +360,7 @@ class FileDenoiser:
                     logger.exception("handling finished file job %s failed", job.id)
                     self._fail(job, FileRejected(UNAVAILABLE, "The file was processed but could not be saved."))
                     return
+            job.state = "done"
             job.finished_at = self._clock()
             job.decoded.set()
             job.finished.set()

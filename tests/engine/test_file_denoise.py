@@ -61,6 +61,23 @@ def test_the_worker_runs_at_lower_priority_and_its_jobs_expire_with_their_files(
         denoiser.shutdown()
 
 
+def test_a_job_says_it_is_done_only_once_what_it_finishes_with_is_recorded(tmp_path):
+    seen_by_the_callback = []
+
+    def record(job) -> None:
+        seen_by_the_callback.append((job.done, job.output_path.exists()))
+
+    denoiser = FileDenoiser(
+        DenoiseSettings(), HALVING, max_jobs=2, niceness=0, scratch_dir=tmp_path, on_finished=record
+    )
+    try:
+        job = submit_fixture(denoiser)
+        assert job.finished.wait(30) and job.done
+        assert seen_by_the_callback == [(False, True)]  # called with the output written, before "done"
+    finally:
+        denoiser.shutdown()
+
+
 def test_a_model_that_cannot_load_fails_the_job_as_unavailable(tmp_path):
     denoiser = FileDenoiser(
         DenoiseSettings(), "tests.engine.fake_backends:NoSuchBackend", max_jobs=2, niceness=0, scratch_dir=tmp_path
