@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import percentile
+from bench.common import percentile, throwaway_redis_server
 from tests.live_server import PASSWORD, free_port, prepare_database, running_daphne, seed_code, server_environment
 
 ROUNDS = 40
@@ -65,18 +64,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results.append(run("in-memory layer, one process", Path(tmp) / "memory", None, 1))
         if shutil.which("redis-server"):
-            port = free_port()
-            redis = subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                time.sleep(0.5)
-                url = f"redis://127.0.0.1:{port}/0"
+            with throwaway_redis_server(free_port()) as redis_url:
+                url = f"{redis_url}/0"
                 results.append(run("Redis layer, one process", Path(tmp) / "redis1", url, 1))
                 results.append(run("Redis layer, two processes", Path(tmp) / "redis2", url, 2))
-            finally:
-                redis.terminate()
     print(f"Start -> friend notified ({ROUNDS} rounds each, loopback)\n")
     print("| channel layer | p50 ms | p95 ms | max ms |")
     print("|---|---|---|---|")
