@@ -4,10 +4,10 @@ Opus encode), advanced together once per 20 ms tick.
 Started by DenoiseWorkerPool as `python -m audio_engine.denoise_worker '<settings json>' <backend> <bitrate>`.
 It reads requests from stdin and writes replies to stdout (message format: audio_engine.worker_protocol).
 
-Packets are decoded as they arrive (cheap); every 20 ms (or as soon as every stream has a frame waiting) a
-tick takes one frame from every stream that has one and runs the frames of all of them through the backend in
-one `process` call, so a batched model advances the whole worker at once. The wait for the tick
-is what batching adds to a stream's delay: at most 20 ms, nothing when the worker has one stream. A worker
+Packets are decoded as they arrive (cheap); as soon as every stream has a frame waiting (or when TickSchedule
+says waiting is over) a tick takes one frame from every stream that has one and runs the frames of all of them
+through the backend in one `process` call, so a batched model advances the whole worker at once. The wait for
+the tick is what batching adds to a stream's delay: at most 20 ms, nothing when the worker has one stream. A worker
 that fell behind runs several such rounds in one tick (at most MAX_ROUNDS_PER_TICK, so that it still reports in
 time). Each stream is denoised or passed through as a whole (ModeCrossfade, switched by the server with
 OP_MODE) and has one Opus encoder.
@@ -54,6 +54,11 @@ from audio_engine.worker_protocol import (
 )
 
 TICK_S = FRAME_SAMPLES / SAMPLE_RATE
+# How long a tick that every stream has made in time waits past the next expected frame for the last stream's
+# frame. Packets arrive with a few ms of jitter (more on a busy host); a frame that misses its tick waits a whole
+# frame for the next one, heard as a 40 ms gap, while a tick that waits a few ms for it delays everyone's frame
+# by those few ms once.
+LATE_FRAME_GRACE_S = 0.008
 MAX_ROUNDS_PER_TICK = 10
 CALIBRATION_FRAMES = 25
 # The model's cost is measured for one stream and for this many at once (see denoise_policy.WorkerLoad).
@@ -70,10 +75,35 @@ class _Stream:
         self.mode = ModeCrossfade(delay_samples, denoised=False)
         self.has_model = False
         self.closing = False
+        self.has_sent = False  # a first frame has come
 
     def close(self) -> None:
         self.encoder.close()
         self.decoder.close()
+
+
+class TickSchedule:
+    """When the worker ticks: as soon as every stream has a frame waiting, else at a deadline.
+
+    After a tick that found every stream ready, the deadline is one frame plus LATE_FRAME_GRACE_S later: the
+    streams keep the phase they set, and the last stream's next frame may come a little late without missing the
+    tick. After a tick at the deadline (some stream sent nothing: lost, muted or joining out of phase), the next
+    deadline is one frame later, so that the others go on at 20 ms. A late tick (the worker was busy) is not
+    followed by a burst of catch-up ticks: its rounds took the backlog.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.deadline = now
+
+    def wait_s(self, now: float) -> float:
+        """How long to wait for input before the deadline."""
+        return max(0.0, self.deadline - now)
+
+    def due(self, now: float, all_ready: bool) -> bool:
+        return all_ready or now >= self.deadline
+
+    def ticked(self, now: float, all_ready: bool) -> None:
+        self.deadline = now + TICK_S + (LATE_FRAME_GRACE_S if all_ready else 0.0)
 
 
 def denoise_frames(backend: DenoiseBackend, frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -134,6 +164,7 @@ class Worker:
                 timestamp, flags = PACKET_HEADER.unpack_from(payload)
                 frames = stream.decoder.push(timestamp, payload[PACKET_HEADER.size :], bool(flags & FLAG_NEW_TIMELINE))
                 stream.frames.extend((started, frame) for frame in frames)
+                stream.has_sent = stream.has_sent or bool(frames)
                 self._decode_s += time.perf_counter() - started
         elif op == OP_MODE:
             stream = self.streams.get(stream_id)
@@ -167,8 +198,13 @@ class Worker:
         return True
 
     def all_streams_ready(self) -> bool:
-        """Every stream has its next frame: ticking now adds no wait for any of them."""
-        return bool(self.streams) and all(stream.frames or stream.closing for stream in self.streams.values())
+        """Every stream has its next frame: ticking now adds no wait for any of them. A stream whose first frame
+        has not come yet is not waited for: a joining stream falls in with the others' ticks, and does not hold
+        them up until the deadline."""
+        streams = self.streams.values()
+        return any(stream.frames or stream.closing for stream in streams) and all(
+            stream.frames or stream.closing or not stream.has_sent for stream in streams
+        )
 
     def tick(self) -> TickReport:
         """Advance every stream that has a frame waiting, in rounds of one frame each; send the results."""
@@ -176,7 +212,6 @@ class Worker:
         model_s = 0.0
         frames = denoised_frames = rounds = 0
         max_wait_s = 0.0
-        outputs: dict[int, list] = {}
         while rounds < MAX_ROUNDS_PER_TICK:
             ready = {stream_id: stream for stream_id, stream in self.streams.items() if stream.frames}
             if not ready:
@@ -190,15 +225,18 @@ class Worker:
             model_started = time.perf_counter()
             denoised = denoise_frames(self.backend, to_model)
             model_s += time.perf_counter() - model_started
+            replies = bytearray()
             for stream_id, stream in ready.items():
                 out = stream.mode.mix(raw[stream_id], denoised.get(stream_id))
                 opus, pcm = encode_frame(stream.encoder, out)
-                outputs.setdefault(stream_id, []).append(OutputFrame(opus, pcm, stream.mode.output_denoised))
+                frame = OutputFrame(opus, pcm, stream.mode.output_denoised)
+                replies += encode_message(OP_FRAME, stream_id, encode_frames([frame]))
+            # Each round's frames go out at once: a stream with a backlog (a burst of packets, a worker that fell
+            # behind) takes further rounds, which must not hold up the frames the others are waiting for.
+            self.send(bytes(replies))
             frames += len(ready)
             denoised_frames += len(to_model)
         replies = bytearray()
-        for stream_id, encoded in outputs.items():
-            replies += encode_message(OP_FRAME, stream_id, encode_frames(encoded))
         for stream_id in [s for s, stream in self.streams.items() if stream.closing and not stream.frames]:
             stream = self.streams.pop(stream_id)
             stream.close()
@@ -241,11 +279,10 @@ def serve(settings_json: str, backend_name: str, bitrate: int) -> None:
     worker = Worker(backend, bitrate, send)
     stdin = sys.stdin.fileno()
     received = bytearray()
-    next_tick = time.monotonic()
-    last_sent = next_tick
+    schedule = TickSchedule(time.monotonic())
+    last_sent = schedule.deadline
     while True:
-        timeout = max(0.0, next_tick - time.monotonic())
-        if select.select([stdin], [], [], timeout)[0]:
+        if select.select([stdin], [], [], schedule.wait_s(time.monotonic()))[0]:
             data = os.read(stdin, 1 << 20)
             if not data:
                 return  # the server closed the pipe
@@ -253,17 +290,16 @@ def serve(settings_json: str, backend_name: str, bitrate: int) -> None:
             for op, stream_id, payload in split_messages(received):
                 worker.handle(op, stream_id, payload)
         now = time.monotonic()
-        if now < next_tick and not worker.all_streams_ready():
+        all_ready = worker.all_streams_ready()
+        if not schedule.due(now, all_ready):
             continue
         report = worker.tick()
+        schedule.ticked(now, all_ready)
         if report.frames:
             last_sent = now
         elif now - last_sent >= HEARTBEAT_S:
             send(encode_message(OP_TICK, 0, report.encode()))
             last_sent = now
-        # The next tick is one frame later; a late tick is not followed by a burst of catch-up ticks (its rounds
-        # took the backlog), and an early one (every stream was ready) moves the grid to the latest stream.
-        next_tick = now + TICK_S
 
 
 if __name__ == "__main__":
