@@ -268,10 +268,15 @@ async def _send_signals(queue: asyncio.Queue[tuple[Signal, dict[str, Any]]]) -> 
         await _send_signal(signal, **kwargs)
 
 
+def _fresh_task(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task in a fresh context. Engine callbacks, and signal handlers, run in whatever context the loop was
+    in: often a view's `async_to_sync` call, and a task inheriting that context would hand its database work to
+    the view's thread executor, which is gone afterwards."""
+    return asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+
+
 def _background(coroutine: Coroutine[Any, Any, None]) -> None:
-    # A fresh context: the engine is often created inside a view's `async_to_sync` call, and a task inheriting
-    # that context would hand its database work to the view's thread executor, which is gone afterwards.
-    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())
+    task = _fresh_task(coroutine)
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
 
@@ -340,14 +345,22 @@ def _end_streams_on_server_shutdown(media_engine: MediaEngine) -> None:
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
 
-    async def stop() -> None:
-        await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
-        await media_engine.shutdown()
-
-    # Twisted types `reactor` as an interface whose methods mypy reads without `self`.
+    # Twisted types `reactor` as an interface whose methods mypy reads without `self`. The trigger runs from the
+    # signal handler in whatever context the loop was in when the signal came (see _fresh_task).
     cast(Any, reactor).addSystemEventTrigger(
-        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(stop()))
+        "before", "shutdown", lambda: Deferred.fromFuture(_fresh_task(stop_media(media_engine)))
     )
+
+
+async def stop_media(media_engine: MediaEngine) -> None:
+    """The process is stopping: end its streams through the lifecycle (`media_stopping`), then stop the engine.
+    The engine is stopped even when ending the streams fails: a connection left open keeps the process from
+    exiting (aiortc's decoder threads), and a restarted process finds the streams it held."""
+    try:
+        await _send_signal(signals.media_stopping, session_ids=media_engine.session_ids())
+    except Exception:
+        logger.exception("could not end this process's streams before it stops")
+    await media_engine.shutdown()
 
 
 # --- blocking entry points for synchronous code -----------------------------------------------------------------
