@@ -55,7 +55,7 @@ async (audio) => {
 
 
 def played(page: Page, selector: str) -> np.ndarray:
-    page.wait_for_function(f"document.querySelector('{selector}').readyState >= 2")
+    page.wait_for_function(f"() => document.querySelector('{selector}').readyState >= 2")
     return np.frombuffer(base64.b64decode(page.locator(selector).evaluate(CAPTURE_PLAYBACK)), dtype=np.float32)
 
 
@@ -68,7 +68,7 @@ def open_mic_check(alice: Page) -> None:
 def test_a_sample_plays_back_as_recorded_and_denoised_by_the_server(log_in, screenshots_dir: Path):
     alice = log_in("alice")
     open_mic_check(alice)
-    alice.wait_for_function("document.querySelector('[data-mic-level]').value > 0.1")
+    alice.wait_for_function("() => document.querySelector('[data-mic-level]').value > 0.1")
 
     with alice.expect_response("**/api/denoise/", timeout=40_000) as denoise_call:
         alice.get_by_role("button", name="Record a 5-second sample").click()

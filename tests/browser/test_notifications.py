@@ -79,7 +79,7 @@ def test_after_opting_in_a_friend_gets_a_browser_notification(log_in):
 
     go_live(alice)
     expect(live_toast(bob, "alice")).to_be_visible(timeout=1000)
-    bob.wait_for_function("window.testNotifications.length > 0", timeout=1000)
+    bob.wait_for_function("() => window.testNotifications.length > 0", timeout=1000)
     notifications = bob.evaluate("window.testNotifications")
     assert [(n["title"], n["tag"]) for n in notifications] == [("alice is live on Quietcast", "quietcast-live-alice")]
     stop_live(alice)
