@@ -23,6 +23,13 @@ MAX_PACKET_SAMPLES = 5760
 MAX_ENCODED_BYTES = 1500
 _APPLICATION_VOIP = 2048
 _SET_BITRATE_REQUEST = 4002
+_SET_COMPLEXITY_REQUEST = 4010
+_GET_COMPLEXITY_REQUEST = 4011
+# libopus's default is 10. Measured on the speech fixture at 64 kbit/s (the listeners' rate), mono: encoding a
+# 20 ms frame took 0.36 ms at 10, 0.27 at 5, 0.21 at 3. PESQ-WB of clean speech after one encode and decode was
+# 4.31 at 10, 4.26 at 5, 3.82 at 3, and 1.295 / 1.292 / 1.291 for the denoised fixture: 5 keeps what listeners
+# hear and saves a quarter of the encoding, which every listened-to stream pays 50 times a second.
+ENCODER_COMPLEXITY = 5
 
 
 def _find_libopus() -> str:
@@ -125,8 +132,17 @@ class OpusEncoder:
         # Variadic: every argument needs its ctypes type (a bare int would be passed as a 32-bit int).
         _check(lib.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_BITRATE_REQUEST),
                                     ctypes.c_int32(bitrate)))
+        _check(lib.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_COMPLEXITY_REQUEST),
+                                    ctypes.c_int32(ENCODER_COMPLEXITY)))
         self._encode = lib.opus_encode_float
         self._out = ctypes.create_string_buffer(MAX_ENCODED_BYTES)
+
+    @property
+    def complexity(self) -> int:
+        value = ctypes.c_int32(0)
+        _check(_libopus().opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(_GET_COMPLEXITY_REQUEST),
+                                           ctypes.byref(value)))
+        return value.value
 
     def encode(self, frame: np.ndarray) -> bytes:
         frame = np.ascontiguousarray(frame, dtype=np.float32)

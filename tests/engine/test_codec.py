@@ -9,7 +9,7 @@ from aiortc.rtp import RtpPacket
 from audio_engine.codec import OpusPacketEncoder, OutboundTimeline, PacketDecoder, PassthroughCodec
 from audio_engine.framing import MAX_CONCEALED_GAP_SAMPLES
 from audio_engine.jitter import LossTolerantJitterBuffer, PayloadTap
-from audio_engine.opus import OpusDecoder, OpusEncoder, OpusError
+from audio_engine.opus import ENCODER_COMPLEXITY, OpusDecoder, OpusEncoder, OpusError
 from audio_engine.worker_protocol import OutputFrame, decode_frames, encode_frames
 
 FRAME = 960
@@ -62,6 +62,11 @@ def test_a_corrupt_or_empty_packet_counts_as_lost(payloads):
     assert len(decoder.decode(FRAME, b"\x03")) == 0  # code-3 packet without its frame count byte
     assert len(decoder.decode(2 * FRAME, payloads[2])) == 2 * FRAME  # the corrupt one is concealed
     assert decoder.concealed_samples == FRAME
+
+
+def test_the_listeners_encoder_runs_at_the_measured_complexity_not_libopus_default():
+    assert ENCODER_COMPLEXITY < 10
+    assert OpusEncoder(64_000).complexity == ENCODER_COMPLEXITY
 
 
 def test_passthrough_codec_makes_one_frame_per_20ms_whatever_the_packet_size():

@@ -256,8 +256,10 @@ async def test_an_overloaded_worker_passes_whole_streams_through_in_order_and_sw
         # passed-through one, or crossfading between them.
         gains = gain_per_frame(recording, reference[: len(recording)])
         assert mode_changes(gains) == len(while_flowing[i])
-        # What listeners decode is what was recorded: one encoder, the same frames.
-        assert correlation(recording, output.listener_audio()) > 0.9
+        # What listeners decode is what was recorded, frame for frame. Opus keeps how speech sounds rather than its
+        # waveform, so even in order the two correlate only ~0.85 at the encoder's complexity; a quarter of the
+        # frames out of order brings that to ~0.35.
+        assert correlation(recording, output.listener_audio()) > 0.7
 
 
 async def test_a_crashed_worker_is_restarted_and_denoises_again(noisy_speech, clean_speech):
