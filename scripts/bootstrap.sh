@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv and install Quietcast with its dev extras; a no-op when pyproject.toml has not changed.
+# Create .venv and install Quietcast with its dev extras (which also compiles its C extension); a no-op when
+# neither pyproject.toml nor the C sources have changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml audio_engine/dfn3/*.c | sha1sum | cut -c1-12)
 if [ -f "$stamp" ]; then
     exit 0
 fi

