@@ -25,10 +25,9 @@ _APPLICATION_VOIP = 2048
 _SET_BITRATE_REQUEST = 4002
 _SET_COMPLEXITY_REQUEST = 4010
 _GET_COMPLEXITY_REQUEST = 4011
-# libopus's default is 10. Measured on the speech fixture at 64 kbit/s (the listeners' rate), mono: encoding a
-# 20 ms frame took 0.36 ms at 10, 0.27 at 5, 0.21 at 3. PESQ-WB of clean speech after one encode and decode was
-# 4.31 at 10, 4.26 at 5, 3.82 at 3, and 1.295 / 1.292 / 1.291 for the denoised fixture: 5 keeps what listeners
-# hear and saves a quarter of the encoding, which every listened-to stream pays 50 times a second.
+# libopus's default is 10. At the listeners' 64 kbit/s, 5 costs 25-30 % less per frame and scores the same
+# PESQ-WB within 0.05 on clean, noisy and denoised speech, while 3 and below lose 0.4-0.7 on clean speech
+# (`bench.opus_complexity`). Every stream pays its encoding 50 times a second on a denoise worker.
 ENCODER_COMPLEXITY = 5
 
 
@@ -124,7 +123,7 @@ class OpusDecoder:
 class OpusEncoder:
     """Encodes 48 kHz mono float32 frames (2.5-60 ms each; the engine uses 20 ms) into Opus packets."""
 
-    def __init__(self, bitrate: int) -> None:
+    def __init__(self, bitrate: int, complexity: int = ENCODER_COMPLEXITY) -> None:
         lib = _libopus()
         error = ctypes.c_int(0)
         self._state = lib.opus_encoder_create(SAMPLE_RATE, 1, _APPLICATION_VOIP, ctypes.byref(error))
@@ -133,7 +132,7 @@ class OpusEncoder:
         _check(lib.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_BITRATE_REQUEST),
                                     ctypes.c_int32(bitrate)))
         _check(lib.opus_encoder_ctl(ctypes.c_void_p(self._state), ctypes.c_int(_SET_COMPLEXITY_REQUEST),
-                                    ctypes.c_int32(ENCODER_COMPLEXITY)))
+                                    ctypes.c_int32(complexity)))
         self._encode = lib.opus_encode_float
         self._out = ctypes.create_string_buffer(MAX_ENCODED_BYTES)
 
