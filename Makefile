@@ -10,7 +10,7 @@ test:  ## Install/start what the tests need (redis-server, PostgreSQL, Chromium,
 lint:
 	@scripts/bootstrap.sh >/dev/null && .venv/bin/ruff check . && .venv/bin/python -m mypy
 
-BENCHMARKS = denoise_placement denoise_model latency quality presence capacity overload joining recording_files forwarding failover
+BENCHMARKS = denoise_placement denoise_model latency quality opus_complexity presence capacity overload joining recording_files forwarding failover
 
 bench:  ## Print the tables quoted in the README (about 20 minutes; run on an otherwise idle machine)
 	@scripts/bootstrap.sh >/dev/null && for b in $(BENCHMARKS); do echo "== bench.$$b"; .venv/bin/python -m bench.$$b || exit 1; done
