@@ -2,6 +2,7 @@
 between the packets it receives while 10 more denoised streams start within one second.
 
 Run:  .venv/bin/python -m bench.joining [--backend batched rs] [--joining 10] [--within 1.0] [--workers N]
+                                        [--joiner-nice N]
 
 Three processes, as in bench.capacity: the server (`bench.capacity serve`: one MediaEngine with its denoise
 workers), this process (the running stream's publisher and its one listener, which timestamps every packet it
@@ -11,6 +12,8 @@ denoised. A listener receives a packet every 20 ms; what a join could cost it is
 of the stream's denoise worker (opening a model), heard as a gap. Reported: the largest gap and the gaps over
 30 ms in the 4 s from the first join, beside the same figures for the 4 s before it (the reference: what the
 machine's scheduling alone does), and whether the RTP timestamps stayed contiguous (no frame skipped).
+The joiners share the server's two cores; `--joiner-nice 10` lowers their priority, standing in for browsers on
+other machines: the server still does all of its side of every join at its own priority.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def gaps_ms(arrivals: list[tuple[float, int]], start: float, end: float) -> tupl
     return float(steps.max()), int(np.sum(steps > GAP_LIMIT_MS)), jumps
 
 
-async def measure(port: int, joining: int, within_s: float) -> dict:
+async def measure(port: int, joining: int, within_s: float, joiner_nice: int) -> dict:
     payloads = looped_payloads()
     arrivals: list[tuple[float, int]] = []
     async with ClientSession() as http:
@@ -96,8 +99,8 @@ async def measure(port: int, joining: int, within_s: float) -> dict:
         await asyncio.sleep(2.0 + WINDOW_S)  # connect, settle, then the reference window
         joined_at = time.perf_counter()
         joiner = subprocess.Popen(
-            [sys.executable, "-m", "bench.joining", "join", "--port", str(port), "--joining", str(joining),
-             "--within", str(within_s)],
+            ["nice", "-n", str(joiner_nice), sys.executable, "-m", "bench.joining", "join", "--port", str(port),
+             "--joining", str(joining), "--within", str(within_s)],
             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), cwd=REPO_ROOT)
         await asyncio.sleep(WINDOW_S + 0.5)
         assert joiner.stdout is not None
@@ -119,6 +122,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=EngineConfig().denoise_workers)
     parser.add_argument("--joining", type=int, default=10)
     parser.add_argument("--within", type=float, default=1.0)
+    parser.add_argument("--joiner-nice", type=int, default=0,
+                        help="niceness of the joiner process: > 0 stands in for joiners on other machines, whose "
+                             "own work (their half of each handshake, their audio) then yields to the server")
     args = parser.parse_args()
     if args.mode == "join":
         asyncio.run(join(args.port, args.joining, args.within, hold_s=WINDOW_S + 2))
@@ -126,7 +132,8 @@ def main() -> None:
 
     print(f"{args.joining} denoised streams start within {args.within:g} s beside a running one ({args.workers} "
           f"denoise workers); gaps between the packets the running stream's listener receives (20 ms apart when "
-          f"nothing disturbs them), {WINDOW_S:g} s before the first join (reference) and {WINDOW_S:g} s from it")
+          f"nothing disturbs them), {WINDOW_S:g} s before the first join (reference) and {WINDOW_S:g} s from it; "
+          f"joiner process at niceness {args.joiner_nice}")
     print()
     print("| backend | largest gap ms: before / during joins | gaps > 30 ms: before / during | RTP timestamp jumps "
           "during | joins |")
@@ -139,7 +146,7 @@ def main() -> None:
                                   cwd=REPO_ROOT)
         try:
             assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
-            r = asyncio.run(measure(port, args.joining, args.within))
+            r = asyncio.run(measure(port, args.joining, args.within, args.joiner_nice))
         finally:
             server.kill()
             server.wait()
