@@ -73,8 +73,9 @@ class WeightProduct:
     """A fixed weight (out, in) times inputs (in, n): the GRUs' products, with few columns (a worker's streams).
 
     Uses the compiled panel products (`audio_engine/dfn3/_weights_product.c`, built on install) where this CPU
-    has AVX2 and FMA: for 1-24 columns they take about half of what numpy's sgemm does, which repacks the
-    weight on every call. Elsewhere numpy. Both give the same sums up to float32 rounding.
+    has AVX2 and FMA: for 2-7 columns they take about half of what numpy's sgemm does, which repacks the
+    weight on every call, and three quarters at 12. Elsewhere numpy. Both give the same sums up to float32
+    rounding.
     """
 
     def __init__(self, weight: np.ndarray, compiled: bool | None = None) -> None:
