@@ -1,4 +1,4 @@
-/* Weight products with few columns for the batched DeepFilterNet3 (audio_engine.dfn3.network.PackedWeight).
+/* Weight products with few columns for the batched DeepFilterNet3 (audio_engine.dfn3.network.WeightProduct).
 
    A denoise worker multiplies each GRU's fixed (3H x in) weights by the inputs or hidden states of its few
    streams: 1 to ~24 columns per product, 15 such products every 20 ms. OpenBLAS's sgemm repacks the whole weight
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#define PANEL_ROWS 16
+#define PANEL_ROWS 16 /* network.py's PANEL_ROWS sizes the packed buffers: keep the two equal. */
 #define BLOCK_COLUMNS 6
 #define AVX2_FMA __attribute__((target("avx2,fma")))
 
