@@ -36,6 +36,11 @@ OVERLOAD = 0.9
 UNEXPLAINED_WAIT_FACTOR = 4
 # Weight of each tick in the smoothed wait.
 WAIT_SMOOTHING = 0.3
+# A worker counts as falling behind only once its frames have waited too long for this long without a break. A
+# worker that really cannot keep up waits longer and longer; one that was merely stopped for a moment (a busy or
+# briefly frozen machine) catches up its backlog within a fraction of a second, and shedding a stream for that
+# would pass it through for a whole hysteresis period for nothing.
+BEHIND_FOR_S = 0.5
 # A stream switches at most once in this long (except for the first switch of a newly opened stream).
 HYSTERESIS_S = 5.0
 # After a decision the worker's costs are given this long to show its effect before the next one.
@@ -110,24 +115,33 @@ class ModePolicy:
     when a stream waiting in pass-through would fit under TARGET_LOAD again, the longest-running one is denoised
     again. Each stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding
     needs frames that really wait, not just a high estimate: on a shared machine the estimate is noisy, while
-    frames that wait longer and longer are what listeners would hear."""
+    frames that wait longer and longer are what listeners would hear; and they must have waited for `behind_for_s`
+    on end (see BEHIND_FOR_S), which a backlog being caught up does not."""
 
     def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
-                 max_wait_s: float = MAX_WAIT_S) -> None:
+                 max_wait_s: float = MAX_WAIT_S, behind_for_s: float = BEHIND_FOR_S) -> None:
         self.hysteresis_s = hysteresis_s
         self.settle_s = settle_s
         self.max_wait_s = max_wait_s
+        self.behind_for_s = behind_for_s
         self._next_decision_at = -math.inf
+        self._behind_since: float | None = None  # when the current stretch of waiting too long began
 
     def decide(self, load: WorkerLoad, streams: list[StreamMode], now: float) -> list[StreamMode]:
-        """Apply the decisions to `streams` and return the streams that switched."""
-        if now < self._next_decision_at:
-            return []
+        """Apply the decisions to `streams` and return the streams that switched. Called on every tick report:
+        how long the worker has been waiting too long is followed between decisions too."""
         denoised = [s for s in streams if s.denoised]
         current = load.load(len(streams), len(denoised))
-        switched: list[StreamMode] = []
-        behind = load.wait_s > self.max_wait_s and (
+        waiting_too_long = load.wait_s > self.max_wait_s and (
             current > OVERLOAD or load.wait_s > UNEXPLAINED_WAIT_FACTOR * self.max_wait_s)
+        if not waiting_too_long:
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        if now < self._next_decision_at:
+            return []
+        switched: list[StreamMode] = []
+        behind = self._behind_since is not None and now - self._behind_since >= self.behind_for_s
         if behind:
             excess = max(1, math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)) if load.model_s > 0 else 1
             # At most half (rounded up) at once: the wait lags behind and the costs are estimates, and a stream
@@ -136,7 +150,7 @@ class ModePolicy:
             excess = min(excess, max(1, (len(denoised) + 1) // 2))
             newest_first = sorted((s for s in denoised if s.settled(now, self.hysteresis_s)), key=lambda s: -s.order)
             switched = newest_first[:excess]
-        else:
+        elif not waiting_too_long:  # no stream comes back while frames wait, however briefly
             waiting = sorted((s for s in streams if s.wanted and not s.denoised and s.settled(now, self.hysteresis_s)),
                              key=lambda s: s.order)
             if waiting and load.load(len(streams), len(denoised) + 1) <= TARGET_LOAD:

@@ -469,7 +469,12 @@ class DenoiseWorkerPool:
         if worker.load is None:
             return
         modes = [stream.mode for stream in worker.streams.values()]
-        for mode in worker.policy.decide(worker.load, modes, self.clock()):
+        load = worker.load
+        share_before = load.load(len(modes), sum(mode.denoised for mode in modes))
+        for mode in worker.policy.decide(load, modes, self.clock()):
+            logger.info("denoise worker %d: stream %d %s (frames wait %.0f ms; %d streams, %.0f %% of real time "
+                        "by the measured costs)", worker.index, mode.stream_id,
+                        "resumed" if mode.denoised else "shed", load.wait_s * 1000, len(modes), 100 * share_before)
             worker.send(encode_mode_request(OP_MODE, mode.stream_id, mode.denoised))
             worker.streams[mode.stream_id].report_mode()
 

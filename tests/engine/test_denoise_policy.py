@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from audio_engine.denoise import CROSSFADE_SAMPLES, WARMUP_SAMPLES, ModeCrossfade
-from audio_engine.denoise_policy import FRAME_S, TARGET_LOAD, ModePolicy, RestartBudget, StreamMode, WorkerLoad
+from audio_engine.denoise_policy import (
+    BEHIND_FOR_S,
+    FRAME_S,
+    TARGET_LOAD,
+    ModePolicy,
+    RestartBudget,
+    StreamMode,
+    WorkerLoad,
+)
 from audio_engine.worker_protocol import TickReport
 
 FRAME = 960
@@ -57,7 +65,7 @@ def test_a_batched_model_costs_a_fixed_part_per_call_and_a_small_part_per_stream
 
 
 def test_when_falling_behind_a_batched_worker_sheds_what_brings_it_back_to_the_target():
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0, behind_for_s=0.0)
     load = WorkerLoad(model_s=0.001, codec_s=0.0, model_fixed_s=0.004)  # 20 streams: 24 ms per 20 ms
     load.wait_s = 0.2
     modes = streams(20)
@@ -69,7 +77,7 @@ def test_when_falling_behind_a_batched_worker_sheds_what_brings_it_back_to_the_t
 
 
 def test_a_worker_sheds_at_most_half_of_its_denoised_streams_at_once():
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0, behind_for_s=0.0)
     load = WorkerLoad(model_s=0.008, codec_s=0.0, model_fixed_s=0.004)  # 4 streams: 36 ms, 1.8x real time
     load.wait_s = 0.2
     modes = streams(4)
@@ -80,7 +88,7 @@ def test_a_worker_sheds_at_most_half_of_its_denoised_streams_at_once():
 
 
 def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the_hysteresis():
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0, behind_for_s=0.0)
     load = WorkerLoad(model_s=0.006, codec_s=0.0)  # 4 streams = 24 ms: more than the 20 ms they last
     load.wait_s = 0.2  # so frames wait longer and longer
     modes = streams(4)
@@ -100,7 +108,7 @@ def test_overload_moves_the_newest_streams_to_pass_through_and_resumes_after_the
 
 
 def test_a_stream_switches_at_most_once_per_hysteresis_period_even_when_load_swings():
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0, behind_for_s=0.0)
     modes = streams(3)
     switches: dict[int, list[float]] = {m.stream_id: [] for m in modes}
     heavy, light = WorkerLoad(model_s=0.008, codec_s=0.0), WorkerLoad(model_s=0.001, codec_s=0.0)
@@ -115,7 +123,7 @@ def test_a_stream_switches_at_most_once_per_hysteresis_period_even_when_load_swi
 
 
 def test_streams_are_shed_when_frames_wait_too_long_and_the_costs_explain_it():
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=0.0)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=0.0, behind_for_s=0.0)
     load = WorkerLoad(model_s=0.012, codec_s=0.0)  # 2 streams: 1.2x real time by the smoothed costs
     modes = streams(2)
     assert policy.decide(load, modes, now=0.0) == []  # yet the frames do not wait: it keeps up
@@ -126,9 +134,32 @@ def test_streams_are_shed_when_frames_wait_too_long_and_the_costs_explain_it():
     load = WorkerLoad(model_s=0.002, codec_s=0.0)
     load.wait_s = 0.2
     modes = streams(3)
-    assert ModePolicy().decide(load, modes, now=0.0) == []
+    assert ModePolicy(behind_for_s=0.0).decide(load, modes, now=0.0) == []
     load.wait_s = 0.7
-    assert [m.stream_id for m in ModePolicy().decide(load, modes, now=0.0)] == [3]
+    assert [m.stream_id for m in ModePolicy(behind_for_s=0.0).decide(load, modes, now=0.0)] == [3]
+
+
+def test_only_frames_that_go_on_waiting_shed_a_stream_not_a_backlog_being_caught_up():
+    load = WorkerLoad(model_s=0.002, codec_s=0.0)  # 3 streams: 6 ms per 20 ms, the costs fit
+    modes = streams(3)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+
+    def run(wait_s: float, start: float, end: float) -> list[tuple[float, int]]:
+        load.wait_s = wait_s
+        ticks = [start + tick * FRAME_S for tick in range(round((end - start) / FRAME_S))]
+        return [(now, mode.stream_id) for now in ticks for mode in policy.decide(load, modes, now)]
+
+    # The machine stopped the worker for a moment: its frames waited far too long, then it caught up.
+    assert run(1.0, start=0.0, end=BEHIND_FOR_S - 0.1) == []
+    assert run(0.01, start=BEHIND_FOR_S - 0.1, end=1.0) == []
+    # Frames that go on waiting: the newest stream is shed once they have waited for BEHIND_FOR_S on end.
+    shed = run(1.0, start=1.0, end=2.0)
+    assert [stream_id for _, stream_id in shed] == [3] and shed[0][0] == pytest.approx(1.0 + BEHIND_FOR_S)
+    # Caught up, with room again: the stream comes back once its hysteresis period is over (at 6.5 s), but not
+    # while frames wait, however briefly.
+    assert run(0.01, start=2.0, end=6.4) == []
+    assert run(1.0, start=6.4, end=6.4 + BEHIND_FOR_S - 0.1) == []
+    assert run(0.01, start=6.8, end=8.0) == [(pytest.approx(6.8), 3)]
 
 
 def test_a_stream_without_a_model_is_never_resumed():
