@@ -76,11 +76,15 @@ def process_rss_mb(pid: int) -> float:
 
 
 class ModeChangeCounter(SilentEvents):
+    """Counts the streams switched to pass-through and keeps each session's switches (monotonic time, denoised)."""
+
     def __init__(self) -> None:
         self.to_pass_through = 0
+        self.changes: dict[str, list[tuple[float, bool]]] = {}
 
     def denoise_mode_changed(self, session_id: str, denoised: bool) -> None:
         self.to_pass_through += not denoised
+        self.changes.setdefault(session_id, []).append((time.monotonic(), denoised))
 
 
 async def serve(port: int, workers: int, backend: str) -> None:
@@ -114,6 +118,7 @@ async def serve(port: int, workers: int, backend: str) -> None:
                 "loop_p99_ms": percentile(lateness[-250:], 99),
                 "passed_through": sum(1 for b in engine._broadcasts.values() if not b.stage.denoised),
                 "switched_to_pass_through": events.to_pass_through,
+                "mode_changes": events.changes,
                 "headroom": engine.denoise_headroom()}
         return web.json_response(body)
 
@@ -215,7 +220,7 @@ def judge_listener(heard: np.ndarray, sent: dict[str, np.ndarray]) -> dict:
     repeats = len(heard) // period + 2
     loops = {name: np.tile(samples, repeats) for name, samples in sent.items()}
     if len(heard) < 2 * SAMPLE_RATE:
-        return {"windows": 0, "in_order_share": 0.0, "denoised_share": 0.0}
+        return {"windows": 0, "in_order_share": 0.0, "denoised_share": 0.0, "pause_gains_db": []}
     # The delay, modulo the loop: where heard correlates best with the noisy or the denoised loop.
     peaks = [signal.correlate(loops[name][: len(heard) + period], heard, mode="valid", method="fft")
              for name in ("noisy", "denoised")]
@@ -227,7 +232,7 @@ def judge_listener(heard: np.ndarray, sent: dict[str, np.ndarray]) -> dict:
     speech = np.array([level_db(clean) > -35 and level_db(kept) > -30
                        for clean, kept in zip(_frames(aligned["clean"]), _frames(aligned["denoised"]), strict=True)])
     in_order_share = float(np.mean(correlations[speech] >= 0.5)) if speech.any() else 0.0
-    judged = denoised = 0
+    gains_db: list[float] = []  # per judged window: how much quieter the pauses are than in the noisy input
     second = SAMPLE_RATE // FRAME_SAMPLES
     pauses = np.max(np.abs(_frames(aligned["clean"])), axis=1) < 1e-3
     pauses &= np.roll(pauses, 3) & np.roll(pauses, -3)
@@ -237,10 +242,10 @@ def judge_listener(heard: np.ndarray, sent: dict[str, np.ndarray]) -> dict:
         window[start : start + second] = pauses[start : start + second]
         if window.sum() < 5:
             continue  # no pause long enough to hear the noise in
-        judged += 1
-        denoised += level_db(noisy_frames[window]) - level_db(heard_frames[window]) >= 10
+        gains_db.append(level_db(noisy_frames[window]) - level_db(heard_frames[window]))
+    judged, denoised = len(gains_db), sum(gain >= 10 for gain in gains_db)
     return {"windows": judged, "in_order_share": in_order_share,
-            "denoised_share": denoised / judged if judged else 0.0}
+            "denoised_share": denoised / judged if judged else 0.0, "pause_gains_db": gains_db}
 
 
 def level_db(samples: np.ndarray) -> float:
@@ -258,6 +263,7 @@ async def generate_load(port: int, streams: int, listeners_per_stream: int, seco
     sent = sent_references(payloads, fixture("speech_clean.wav"))
     base = f"http://127.0.0.1:{port}"
     kept: list[list[bytes]] = []
+    listened_streams: list[int] = []  # the stream of each kept listener
     peers = []
     loop = asyncio.get_running_loop()
 
@@ -288,6 +294,7 @@ async def generate_load(port: int, streams: int, listeners_per_stream: int, seco
             packets: list[bytes] = []
             keep_rtp_packets(pc, packets)
             kept.append(packets)
+            listened_streams.append(index // listeners_per_stream)
             peers.append(pc)
         reply("listening")
         judge = await command() == "go judge"
@@ -299,10 +306,11 @@ async def generate_load(port: int, streams: int, listeners_per_stream: int, seco
         window = [list(packets) for packets in kept]
         verdicts = []
         if judge:
-            for packets in window:
+            for stream, packets in zip(listened_streams, window, strict=True):
                 heard, sequential = heard_audio(packets)
                 verdict = judge_listener(heard, sent)
                 verdict["in_order"] = sequential and verdict["in_order_share"] >= 0.9
+                verdict["stream"] = stream
                 verdicts.append(verdict)
         reply(json.dumps({"received": [len(packets) for packets in window], "elapsed": elapsed,
                           "verdicts": verdicts}))
@@ -377,6 +385,7 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
             load.stdin.write(("go judge" if judge else "go") + "\n")
             load.stdin.flush()
         before = server_stats(port)
+        window_started = time.monotonic()  # one clock for all processes of this machine
         started = time.perf_counter()
         time.sleep(seconds)
         after = server_stats(port)
@@ -391,6 +400,13 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
     received = [count / (r["elapsed"] * 50) for r in results for count in r["received"]]
     verdicts = [verdict for r in results for verdict in r["verdicts"]]
     heard_denoised = [v["in_order"] and v["windows"] > 0 and v["denoised_share"] >= 0.95 for v in verdicts]
+    # What each listener not heard denoised got, beside its stream's switches (seconds from the window's start).
+    not_denoised = [
+        {"stream": v["stream"], "in_order_share": round(v["in_order_share"], 2),
+         "pause_gains_db": [round(gain) for gain in v["pause_gains_db"]],
+         "switches": [(round(at - window_started, 1), "denoised" if denoised else "pass-through")
+                      for at, denoised in after["mode_changes"].get(f"s{v['stream']}", [])]}
+        for v, ok in zip(verdicts, heard_denoised, strict=True) if not ok]
     return {
         "server_cpu_share": (after["cpu_s"] - before["cpu_s"]) / elapsed,
         "loop_cpu_share": (after["loop_cpu_s"] - before["loop_cpu_s"]) / elapsed,
@@ -407,6 +423,7 @@ def run_configuration(streams: int, listeners_per_stream: int, seconds: float, w
         "passed_through": after["passed_through"],
         "switched": after["switched_to_pass_through"] - before["switched_to_pass_through"],
         "headroom": after["headroom"],
+        "not_denoised": not_denoised,
     }
 
 
@@ -427,6 +444,9 @@ def main() -> None:
                         help="seconds between the last stream connecting and the judged window: connecting many "
                              "streams at once is a burst of handshakes that can make a worker shed streams, which "
                              "come back one per second once their hysteresis period is over")
+    parser.add_argument("--details", action="store_true",
+                        help="after each row, what each listener not heard denoised got, window by window, and "
+                             "its stream's switches between denoised and pass-through")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="write py-spy collapsed stacks of the server process per configuration to DIR")
     args = parser.parse_args()
@@ -473,6 +493,9 @@ def main() -> None:
               f"{r['passed_through']} / {r['switched']} | "
               f"{r['headroom']} | {r['loop_p99_ms']:.1f} | {'yes' if sustained else 'no'} | "
               f"{references[-2]:.0f} -> {references[-1]:.0f} | {all_ms / around:.2f} |", flush=True)
+        if args.details:
+            for listener in r["not_denoised"]:
+                print(f"    {json.dumps(listener)}", flush=True)
     print()
     print(f"Sustained denoised streams: {sustained_streams}; reference around that run {sustained_reference:.1f} "
           f"core-ms (all measurements: {min(references):.0f}-{max(references):.0f}); ratio streams / (cores x "
