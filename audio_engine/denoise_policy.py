@@ -34,13 +34,19 @@ TARGET_LOAD = 0.7
 MAX_WAIT_S = 0.15
 OVERLOAD = 0.9
 UNEXPLAINED_WAIT_FACTOR = 4
-# Weight of each tick in the smoothed wait.
+# Weight of each round of a tick in the smoothed wait. Per round, not per report: a worker that is behind runs
+# many rounds per tick and reports rarely, and a weight per report would lag a growing backlog by a second.
 WAIT_SMOOTHING = 0.3
 # A worker counts as falling behind only once its frames have waited too long for this long without a break. A
 # worker that really cannot keep up waits longer and longer; one that was merely stopped for a moment (a busy or
 # briefly frozen machine) catches up its backlog within a fraction of a second, and shedding a stream for that
 # would pass it through for a whole hysteresis period for nothing.
 BEHIND_FOR_S = 0.5
+# Frames that still wait too long, but whose wait has fallen below this share of what it was BEHIND_FOR_S ago, are
+# a backlog being caught up: after a shed the worker first works off the frames that queued while it was behind,
+# and shedding more then (once the wait passes UNEXPLAINED_WAIT_FACTOR times the limit) would pass through a stream
+# that fits.
+DRAINING_SHARE = 0.9
 # A stream switches at most once in this long (except for the first switch of a newly opened stream).
 HYSTERESIS_S = 5.0
 # After a decision the worker's costs are given this long to show its effect before the next one.
@@ -73,7 +79,8 @@ class WorkerLoad:
         if report.frames:
             codec_s = max(0.0, report.busy_s - report.model_s) / report.frames
             self.codec_s += SMOOTHING * (codec_s - self.codec_s)
-            self.wait_s += WAIT_SMOOTHING * (report.max_wait_s - self.wait_s)
+            weight = 1.0 - (1.0 - WAIT_SMOOTHING) ** max(1, report.rounds)
+            self.wait_s += weight * (report.max_wait_s - self.wait_s)
 
     def load(self, streams: int, denoised: int) -> float:
         """The share of real time the worker needs for `streams` streams, `denoised` of them through the model."""
@@ -116,7 +123,8 @@ class ModePolicy:
     again. Each stream switches at most once per `hysteresis_s`, and decisions are `settle_s` apart. Shedding
     needs frames that really wait, not just a high estimate: on a shared machine the estimate is noisy, while
     frames that wait longer and longer are what listeners would hear; and they must have waited for `behind_for_s`
-    on end (see BEHIND_FOR_S), which a backlog being caught up does not."""
+    on end without the wait falling (see BEHIND_FOR_S and DRAINING_SHARE), which a backlog being caught up does
+    not."""
 
     def __init__(self, hysteresis_s: float = HYSTERESIS_S, settle_s: float = SETTLE_S,
                  max_wait_s: float = MAX_WAIT_S, behind_for_s: float = BEHIND_FOR_S) -> None:
@@ -125,7 +133,9 @@ class ModePolicy:
         self.max_wait_s = max_wait_s
         self.behind_for_s = behind_for_s
         self._next_decision_at = -math.inf
-        self._behind_since: float | None = None  # when the current stretch of waiting too long began
+        # The wait at each report of the current stretch of waiting too long, from the last one at least
+        # behind_for_s old: how long it has lasted and whether the wait is falling.
+        self._waits: deque[tuple[float, float]] = deque()
 
     def decide(self, load: WorkerLoad, streams: list[StreamMode], now: float) -> list[StreamMode]:
         """Apply the decisions to `streams` and return the streams that switched. Called on every tick report:
@@ -135,13 +145,16 @@ class ModePolicy:
         waiting_too_long = load.wait_s > self.max_wait_s and (
             current > OVERLOAD or load.wait_s > UNEXPLAINED_WAIT_FACTOR * self.max_wait_s)
         if not waiting_too_long:
-            self._behind_since = None
-        elif self._behind_since is None:
-            self._behind_since = now
+            self._waits.clear()
+        else:
+            self._waits.append((now, load.wait_s))
+            while len(self._waits) > 1 and self._waits[1][0] <= now - self.behind_for_s:
+                self._waits.popleft()
         if now < self._next_decision_at:
             return []
         switched: list[StreamMode] = []
-        behind = self._behind_since is not None and now - self._behind_since >= self.behind_for_s
+        behind = bool(self._waits) and self._waits[0][0] <= now - self.behind_for_s and (
+            load.wait_s >= DRAINING_SHARE * self._waits[0][1])
         if behind:
             excess = max(1, math.ceil((current - TARGET_LOAD) * FRAME_S / load.model_s)) if load.model_s > 0 else 1
             # At most half (rounded up) at once: the wait lags behind and the costs are estimates, and a stream

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,14 @@ def test_load_follows_the_measured_cost_per_stream_frame():
     slow = WorkerLoad(model_s=0.016, codec_s=0.0)
     assert slow.headroom(streams=0, denoised=0) == 1 and slow.headroom(streams=1, denoised=1) == 0
     assert WorkerLoad(model_s=0.025, codec_s=0.0).headroom(streams=0, denoised=0) == 0
+
+
+def test_the_wait_follows_a_worker_that_reports_rarely_as_fast_as_one_that_reports_every_frame():
+    every_frame, rarely = WorkerLoad(model_s=0.004, codec_s=0.0), WorkerLoad(model_s=0.004, codec_s=0.0)
+    for _ in range(10):  # 200 ms of frames, waiting 0.5 s: one report per frame, or one for all ten rounds
+        every_frame.add(TickReport(frames=1, denoised_frames=1, rounds=1, busy_s=0.004, model_s=0.004, max_wait_s=0.5))
+    rarely.add(TickReport(frames=10, denoised_frames=10, rounds=10, busy_s=0.04, model_s=0.04, max_wait_s=0.5))
+    assert rarely.wait_s == pytest.approx(every_frame.wait_s) and rarely.wait_s > 0.45
 
 
 def test_a_batched_model_costs_a_fixed_part_per_call_and_a_small_part_per_stream():
@@ -160,6 +170,28 @@ def test_only_frames_that_go_on_waiting_shed_a_stream_not_a_backlog_being_caught
     assert run(0.01, start=2.0, end=6.4) == []
     assert run(1.0, start=6.4, end=6.4 + BEHIND_FOR_S - 0.1) == []
     assert run(0.01, start=6.8, end=8.0) == [(pytest.approx(6.8), 3)]
+
+
+def test_a_backlog_worked_off_after_a_shed_sheds_nothing_more_while_its_wait_falls():
+    load = WorkerLoad(model_s=0.012, codec_s=0.0)  # 2 streams: 1.2x real time; 1 stream: 0.6x
+    modes = streams(2)
+    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+
+    def run(wait_s: Callable[[float], float], start: float, end: float) -> list[tuple[float, int]]:
+        shed = []
+        for tick in range(round((end - start) / FRAME_S)):
+            now = start + tick * FRAME_S
+            load.wait_s = wait_s(now)
+            shed += [(now, mode.stream_id) for mode in policy.decide(load, modes, now)]
+        return shed
+
+    assert [stream_id for _, stream_id in run(lambda now: 0.2, start=0.0, end=0.6)] == [2]
+    # The frames that queued while it was behind: far past the limit at first (1.2 s), and past it for 1.5 s
+    # more, but falling: the stream left fits.
+    assert run(lambda now: 1.2 - 0.4 * (now - 0.6), start=0.6, end=2.0) == []
+    # A wait that stops falling is a worker still behind: the next stream goes within BEHIND_FOR_S.
+    shed = run(lambda now: 0.7, start=2.0, end=3.0)
+    assert [stream_id for _, stream_id in shed] == [1] and shed[0][0] <= 2.0 + BEHIND_FOR_S
 
 
 def test_a_stream_without_a_model_is_never_resumed():
