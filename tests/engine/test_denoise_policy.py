@@ -149,15 +149,25 @@ def test_streams_are_shed_when_frames_wait_too_long_and_the_costs_explain_it():
     assert [m.stream_id for m in ModePolicy(behind_for_s=0.0).decide(load, modes, now=0.0)] == [3]
 
 
+def ticks_driver(policy: ModePolicy, load: WorkerLoad, modes: list[StreamMode]):
+    """run(wait_s, start, end): a tick report every 20 ms from `start` to `end`, with the frames' wait constant
+    or a function of the time; returns (time, stream) of each switch."""
+
+    def run(wait_s: float | Callable[[float], float], start: float, end: float) -> list[tuple[float, int]]:
+        switched = []
+        for tick in range(round((end - start) / FRAME_S)):
+            now = start + tick * FRAME_S
+            load.wait_s = wait_s(now) if callable(wait_s) else wait_s
+            switched += [(now, mode.stream_id) for mode in policy.decide(load, modes, now)]
+        return switched
+
+    return run
+
+
 def test_only_frames_that_go_on_waiting_shed_a_stream_not_a_backlog_being_caught_up():
     load = WorkerLoad(model_s=0.002, codec_s=0.0)  # 3 streams: 6 ms per 20 ms, the costs fit
     modes = streams(3)
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
-
-    def run(wait_s: float, start: float, end: float) -> list[tuple[float, int]]:
-        load.wait_s = wait_s
-        ticks = [start + tick * FRAME_S for tick in range(round((end - start) / FRAME_S))]
-        return [(now, mode.stream_id) for now in ticks for mode in policy.decide(load, modes, now)]
+    run = ticks_driver(ModePolicy(hysteresis_s=5.0, settle_s=1.0), load, modes)
 
     # The machine stopped the worker for a moment: its frames waited far too long, then it caught up.
     assert run(1.0, start=0.0, end=BEHIND_FOR_S - 0.1) == []
@@ -174,23 +184,14 @@ def test_only_frames_that_go_on_waiting_shed_a_stream_not_a_backlog_being_caught
 
 def test_a_backlog_worked_off_after_a_shed_sheds_nothing_more_while_its_wait_falls():
     load = WorkerLoad(model_s=0.012, codec_s=0.0)  # 2 streams: 1.2x real time; 1 stream: 0.6x
-    modes = streams(2)
-    policy = ModePolicy(hysteresis_s=5.0, settle_s=1.0)
+    run = ticks_driver(ModePolicy(hysteresis_s=5.0, settle_s=1.0), load, streams(2))
 
-    def run(wait_s: Callable[[float], float], start: float, end: float) -> list[tuple[float, int]]:
-        shed = []
-        for tick in range(round((end - start) / FRAME_S)):
-            now = start + tick * FRAME_S
-            load.wait_s = wait_s(now)
-            shed += [(now, mode.stream_id) for mode in policy.decide(load, modes, now)]
-        return shed
-
-    assert [stream_id for _, stream_id in run(lambda now: 0.2, start=0.0, end=0.6)] == [2]
-    # The frames that queued while it was behind: far past the limit at first (1.2 s), and past it for 1.5 s
+    assert [stream_id for _, stream_id in run(0.2, start=0.0, end=0.6)] == [2]
+    # The frames that queued while it was behind: far past the limit at first (1.2 s), and past it for 1.4 s
     # more, but falling: the stream left fits.
     assert run(lambda now: 1.2 - 0.4 * (now - 0.6), start=0.6, end=2.0) == []
     # A wait that stops falling is a worker still behind: the next stream goes within BEHIND_FOR_S.
-    shed = run(lambda now: 0.7, start=2.0, end=3.0)
+    shed = run(0.7, start=2.0, end=3.0)
     assert [stream_id for _, stream_id in shed] == [1] and shed[0][0] <= 2.0 + BEHIND_FOR_S
 
 
