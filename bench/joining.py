@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import functools
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ import time
 import numpy as np
 from aiohttp import ClientSession
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, is_rtcp
 
 from audio_engine import EngineConfig
 from audio_engine.client import connect_publisher
@@ -40,6 +42,7 @@ from bench.common import REPO_ROOT, fixture
 
 GAP_LIMIT_MS = 30.0
 WINDOW_S = 4.0
+SIOCGSTAMPNS = 0x8907  # Linux: the kernel's receive time of the last datagram read from a socket (timespec)
 
 
 def looped_payloads() -> list[bytes]:
@@ -77,9 +80,29 @@ def gaps_ms(arrivals: list[tuple[float, int]], start: float, end: float) -> tupl
     return float(steps.max()), int(np.sum(steps > GAP_LIMIT_MS)), jumps
 
 
+def stamp_rtp_on_arrival(listener: RTCPeerConnection, arrivals: list[tuple[float, float, int]]) -> None:
+    """Record (kernel receive time, time this process read it, RTP timestamp) for every RTP datagram of the
+    listener, as its socket hands it over: before SRTP, DTLS and aiortc's queues, so this process's own scheduling
+    shows only in the second time. On loopback the kernel's receive time is the server's send time, which is what
+    a listener on another machine gets (less its network's jitter). The RTP header is not encrypted by SRTP."""
+    ice_connection = listener.getReceivers()[0].transport.transport._connection
+    for protocol in ice_connection._protocols:
+        sock = protocol.transport.get_extra_info("socket")
+        handle = protocol.datagram_received
+
+        def stamped(data: bytes, addr: tuple, sock=sock, handle=handle) -> None:
+            read_at = time.time()
+            if len(data) >= 12 and 128 <= data[0] < 192 and not is_rtcp(data):
+                seconds, nanoseconds = struct.unpack("qq", fcntl.ioctl(sock.fileno(), SIOCGSTAMPNS, bytes(16)))
+                arrivals.append((seconds + nanoseconds / 1e9, read_at, RtpPacket.parse(data).timestamp))
+            handle(data, addr)
+
+        protocol.datagram_received = stamped
+
+
 async def measure(port: int, joining: int, within_s: float, joiner_nice: int) -> dict:
     payloads = looped_payloads()
-    arrivals: list[tuple[float, int]] = []
+    arrivals: list[tuple[float, float, int]] = []
     async with ClientSession() as http:
         base = f"http://127.0.0.1:{port}"
         publisher = await connect_publisher(PreEncodedTrack(payloads),
@@ -89,15 +112,9 @@ async def measure(port: int, joining: int, within_s: float, joiner_nice: int) ->
         await listener.setLocalDescription(await listener.createOffer())
         answer = await post_offer(http, base + "/listen/running", listener.localDescription.sdp)
         await listener.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-        transport = listener.getReceivers()[0].transport
-
-        async def timestamp(data: bytes, arrival_time_ms: int) -> None:
-            arrivals.append((time.perf_counter(), RtpPacket.parse(data).timestamp))
-
-        # Only the arrival time and RTP timestamp: nothing else runs in this process that could delay them.
-        transport._handle_rtp_data = timestamp
+        stamp_rtp_on_arrival(listener, arrivals)
         await asyncio.sleep(2.0 + WINDOW_S)  # connect, settle, then the reference window
-        joined_at = time.perf_counter()
+        joined_at = time.time()
         joiner = subprocess.Popen(
             ["nice", "-n", str(joiner_nice), sys.executable, "-m", "bench.joining", "join", "--port", str(port),
              "--joining", str(joining), "--within", str(within_s)],
@@ -109,9 +126,13 @@ async def measure(port: int, joining: int, within_s: float, joiner_nice: int) ->
         joiner.wait()
         await listener.close()
         await publisher.close()
-    before = gaps_ms(arrivals, joined_at - WINDOW_S, joined_at)
-    during = gaps_ms(arrivals, joined_at, joined_at + WINDOW_S)
-    return {"before": before, "during": during, "joined": joined_line}
+    sent = [(kernel, ts) for kernel, _, ts in arrivals]
+    read = [(read_at, ts) for _, read_at, ts in arrivals]
+    return {"before": gaps_ms(sent, joined_at - WINDOW_S, joined_at),
+            "during": gaps_ms(sent, joined_at, joined_at + WINDOW_S),
+            "read_before": gaps_ms(read, joined_at - WINDOW_S, joined_at),
+            "read_during": gaps_ms(read, joined_at, joined_at + WINDOW_S),
+            "joined": joined_line}
 
 
 def main() -> None:
@@ -135,9 +156,13 @@ def main() -> None:
           f"nothing disturbs them), {WINDOW_S:g} s before the first join (reference) and {WINDOW_S:g} s from it; "
           f"joiner process at niceness {args.joiner_nice}")
     print()
+    print("Gaps are between the kernel's receive times of the listener's packets (on loopback, the server's send "
+          "times); the last columns are the same packets as the listener's process read them, which adds that "
+          "process's own waits for a core.")
+    print()
     print("| backend | largest gap ms: before / during joins | gaps > 30 ms: before / during | RTP timestamp jumps "
-          "during | joins |")
-    print("|---|---|---|---|---|")
+          "during | as read: largest gap before / during | as read: gaps > 30 ms before / during | joins |")
+    print("|---|---|---|---|---|---|---|")
     for backend in args.backend:
         port = 19_000 + os.getpid() % 1000
         server = subprocess.Popen([sys.executable, "-m", "bench.capacity", "serve", "--port", str(port),
@@ -151,7 +176,10 @@ def main() -> None:
             server.kill()
             server.wait()
         (max_before, over_before, _), (max_during, over_during, jumps) = r["before"], r["during"]
+        (read_max_before, read_over_before, _), (read_max_during, read_over_during, _) = (r["read_before"],
+                                                                                        r["read_during"])
         print(f"| {backend} | {max_before:.1f} / {max_during:.1f} | {over_before} / {over_during} | {jumps} | "
+              f"{read_max_before:.1f} / {read_max_during:.1f} | {read_over_before} / {read_over_during} | "
               f"{r['joined']} |", flush=True)
 
 
