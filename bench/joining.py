@@ -9,9 +9,11 @@ workers), this process (the running stream's publisher and its one listener, whi
 receives and does nothing else), and a joiner process that starts the other streams' publishers spread over
 `--within` seconds (offer, answer, ICE, DTLS, then real-time audio: the whole cost of a join). Every stream is
 denoised. A listener receives a packet every 20 ms; what a join could cost it is a stall of the server's loop or
-of the stream's denoise worker (opening a model), heard as a gap. Reported: the largest gap and the gaps over
-30 ms in the 4 s from the first join, beside the same figures for the 4 s before it (the reference: what the
-machine's scheduling alone does), and whether the RTP timestamps stayed contiguous (no frame skipped).
+of the stream's denoise worker (opening a model), heard as a gap. Gaps are taken between the kernel's receive
+times of the packets (on loopback, the server's send times), so the listener's own waits for a core do not count;
+the times its process read them are reported beside. Reported: the largest gap and the gaps over 30 ms in the
+4 s from the first join, beside the same figures for the 4 s before it (the reference: what the machine's
+scheduling alone does), and whether the RTP timestamps stayed contiguous (no frame skipped).
 The joiners share the server's two cores; `--joiner-nice 10` lowers their priority, standing in for browsers on
 other machines: the server still does all of its side of every join at its own priority.
 """
