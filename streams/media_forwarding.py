@@ -131,6 +131,7 @@ async def serve(host_id: str, handlers: Mapping[str, Handler], errors: tuple[typ
     layer = get_channel_layer()
     channel = channel_of(host_id)
     running: set[asyncio.Task[None]] = set()
+    this_task = asyncio.current_task()
     logger.info("media host %s takes forwarded operations on %s", host_id, channel)
     while True:
         try:
@@ -138,6 +139,10 @@ async def serve(host_id: str, handlers: Mapping[str, Handler], errors: tuple[typ
         except asyncio.CancelledError:
             raise
         except Exception:
+            if this_task is not None and this_task.cancelling():
+                # The Redis client can turn a cancel that meets its own read into a connection error. It is
+                # still a cancel: retrying would keep this host's shutdown waiting on this loop for ever.
+                raise asyncio.CancelledError from None
             logger.exception("receiving forwarded media operations failed; retrying")
             await asyncio.sleep(1)
             continue

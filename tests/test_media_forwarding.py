@@ -113,6 +113,37 @@ async def test_a_request_that_waited_past_its_deadline_is_dropped_unanswered(red
         serving.cancel()
 
 
+class LayerThatTurnsOneCancelIntoAnError:
+    """Stands in for the Redis client, which can answer a cancel during its read with a connection error."""
+
+    def __init__(self) -> None:
+        self.cancels_turned = 0
+
+    async def receive(self, channel: str) -> dict:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if self.cancels_turned:
+                raise
+            self.cancels_turned += 1
+            raise ConnectionError("Connection closed by server.") from None
+        raise AssertionError("unreachable")
+
+
+async def test_serving_stops_when_cancelled_even_if_the_layer_answers_the_cancel_with_an_error(monkeypatch):
+    layer = LayerThatTurnsOneCancelIntoAnError()
+    monkeypatch.setattr(media_forwarding, "get_channel_layer", lambda: layer)
+    serving = asyncio.ensure_future(media_forwarding.serve(unique_host("stopping"), {}, ()))
+    await asyncio.sleep(0)  # serving now waits for its first request
+    serving.cancel()
+    try:
+        await asyncio.wait({serving}, timeout=2)
+        assert layer.cancels_turned == 1
+        assert serving.cancelled()
+    finally:
+        serving.cancel()  # on the broken path, the second cancel reaches it
+
+
 # --- through the API: a stream whose media host is gone ------------------------------------------------------------
 
 OFFER = {"sdp": "v=0\r\n", "type": "offer"}
