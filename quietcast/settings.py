@@ -331,8 +331,8 @@ MEDIA_RECEIVE_PREFETCH = env.int("MEDIA_RECEIVE_PREFETCH", default=1)
 # Denoised streams one server carries at once; beyond it a denoised start is refused with a clear message (going
 # live without denoise still works) instead of everyone's audio quietly losing its noise removal. Admission
 # already follows the headroom the workers measure; this cap only bounds a calibration that read too much. The
-# default follows the capacity benchmark on a fast host: 20-26 sustained on 2 cores (on a slow one the measured
-# headroom admits fewer). 0 means no limit.
+# default follows the capacity benchmark on a fast host: its edge was 22-30 streams on 2 cores (on a slow one the
+# measured headroom admits fewer). 0 means no limit.
 MAX_DENOISED_STREAMS = env.int("MAX_DENOISED_STREAMS", default=12 * (os.cpu_count() or 1))
 # Denoising uploaded files (POST /api/denoise/, and uploads kept as recordings): the largest upload in MB, the
 # longest audio in seconds, files up to this many seconds answered in the request itself (longer ones get a job
